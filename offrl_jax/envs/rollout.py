@@ -1,0 +1,97 @@
+"""Vectorised data collection from tabular MDPs (``lax.scan`` over time, ``vmap`` over episodes)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from offrl_jax.data import Trajectories
+from offrl_jax.envs.tabular import TabularMDP, state_policy
+
+Array = Any
+
+__all__ = ["rollout"]
+
+
+def _safe_log(p: Array) -> Array:
+    return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+
+
+def rollout(
+    key: Array,
+    mdp: TabularMDP,
+    behavior_policy: Array,
+    num_episodes: int,
+    horizon: Optional[int] = None,
+    target_policy: Optional[Array] = None,
+) -> Trajectories:
+    """Samples ``num_episodes`` episodes of at most ``horizon`` steps under ``behavior_policy``.
+
+    Pure and jit-able (``num_episodes`` and ``horizon`` are static Python ints): each episode is a
+    ``lax.scan`` over time, episodes are ``vmap``-ed. An episode ends when it enters a terminal
+    state (``discounts = 0`` on that step) or after ``horizon`` steps (truncation, ``discounts =
+    1``). Padded steps have mask 0, zero reward, zero log-probabilities, observation 0.
+
+    Args:
+      key: PRNG key.
+      mdp: the MDP; rewards come from ``mdp.reward_table`` (R(s, a, s')) if set, else
+        ``mdp.rewards``, plus Gaussian noise of ``mdp.reward_std`` if set.
+      behavior_policy: ``[O, A]`` probabilities over actions per observation.
+      num_episodes: N (static).
+      horizon: T (static); defaults to ``mdp.horizon``.
+      target_policy: optional ``[O, A]``; if given, ``target_log_probs`` are filled in.
+
+    Returns:
+      :class:`~offrl_jax.data.Trajectories` ``[N, T]`` with integer ``observations`` (and true
+      ``states``), ``behavior_log_probs`` and optionally ``target_log_probs``.
+    """
+    if horizon is None:
+        horizon = mdp.horizon
+    if horizon is None:
+        raise ValueError("horizon: the MDP has no finite horizon; pass horizon=T")
+    dtype = mdp.rewards.dtype
+    pi_b = state_policy(mdp, behavior_policy).astype(dtype)
+    log_pi_b = _safe_log(pi_b)
+    log_pi_e = None if target_policy is None else _safe_log(state_policy(mdp, target_policy).astype(dtype))
+    log_p = _safe_log(mdp.transitions)
+    obs_map = mdp.obs_of_state
+
+    def episode(k):
+        k0, k_steps = jax.random.split(k)
+        s0 = jax.random.categorical(k0, _safe_log(mdp.initial))
+
+        def step(carry, kt):
+            s, alive = carry
+            ka, ks, kr = jax.random.split(kt, 3)
+            a = jax.random.categorical(ka, log_pi_b[s])
+            s_next = jax.random.categorical(ks, log_p[s, a])
+            if mdp.reward_table is not None:
+                r = mdp.reward_table[s, a, s_next]
+            else:
+                r = mdp.rewards[s, a]
+            if mdp.reward_std is not None:
+                r = r + mdp.reward_std[s, a, s_next] * jax.random.normal(kr, (), dtype)
+            term = mdp.terminal[s_next]
+            m = alive.astype(dtype)
+            out = dict(
+                observations=jnp.where(alive, obs_map[s], 0),
+                actions=jnp.where(alive, a, 0),
+                rewards=m * r,
+                next_observations=jnp.where(alive, obs_map[s_next], 0),
+                discounts=jnp.where(alive & term, 0.0, 1.0).astype(dtype),
+                mask=m,
+                behavior_log_probs=m * log_pi_b[s, a],
+                states=jnp.where(alive, s, 0),
+                next_states=jnp.where(alive, s_next, 0),
+            )
+            if log_pi_e is not None:
+                out["target_log_probs"] = jnp.where(alive, log_pi_e[s, a], 0.0)
+            return (s_next, alive & ~term), out
+
+        _, traj = jax.lax.scan(step, (s0, jnp.asarray(True)), jax.random.split(k_steps, horizon))
+        return traj
+
+    fields = jax.vmap(episode)(jax.random.split(key, num_episodes))
+    return Trajectories(**fields)
