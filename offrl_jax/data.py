@@ -158,7 +158,8 @@ class Trajectories:
     def returns(self, gamma: float) -> Array:
         """``[N]`` discounted returns G_n = sum_t gamma^t r_t over real steps."""
         t = jnp.arange(self.rewards.shape[-1], dtype=self.rewards.dtype)
-        return jnp.sum(self.rewards * self.mask * (gamma**t), axis=-1)
+        disc = jnp.broadcast_to(jnp.asarray(gamma, self.rewards.dtype) ** t, self.rewards.shape)
+        return jnp.sum(self.rewards * self.mask * disc, axis=-1)
 
     def log_ratios(self) -> Array:
         """``[N, T]`` log pi(a_t|s_t) - log pi_beta(a_t|s_t) (0 on padding)."""
