@@ -19,6 +19,23 @@ def _safe_log(p: Array) -> Array:
     return jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
 
 
+def _inverse_cdf_table(p: Array) -> Array:
+    """Cumulative table for inverse-CDF sampling over the last axis.
+
+    Entry k is the normalised cumulative mass up to k, set to +inf at the last entry with
+    positive mass, so that ``sum(table < u)`` for u in (0, 1) always lands on an index of
+    positive probability (no rounding can select a zero-probability trailing entry).
+    """
+    cum = jnp.cumsum(p, axis=-1)
+    cum = cum / cum[..., -1:]
+    mass_after = jnp.flip(jnp.cumsum(jnp.flip(p, -1), -1), -1) - p
+    return jnp.where(mass_after > 0, cum, jnp.inf)
+
+
+def _sample(table: Array, u: Array) -> Array:
+    return jnp.sum(table < u[..., None], axis=-1)
+
+
 def rollout(
     key: Array,
     mdp: TabularMDP,
@@ -29,10 +46,11 @@ def rollout(
 ) -> Trajectories:
     """Samples ``num_episodes`` episodes of at most ``horizon`` steps under ``behavior_policy``.
 
-    Pure and jit-able (``num_episodes`` and ``horizon`` are static Python ints): each episode is a
-    ``lax.scan`` over time, episodes are ``vmap``-ed. An episode ends when it enters a terminal
-    state (``discounts = 0`` on that step) or after ``horizon`` steps (truncation, ``discounts =
-    1``). Padded steps have mask 0, zero reward, zero log-probabilities, observation 0.
+    Pure and jit-able (``num_episodes`` and ``horizon`` are static Python ints): one
+    ``lax.scan`` over time advances all episodes at once (inverse-CDF sampling from uniforms drawn
+    per step). An episode ends when it enters a terminal state (``discounts = 0`` on that step) or
+    after ``horizon`` steps (truncation, ``discounts = 1``). Padded steps have mask 0, zero reward,
+    zero log-probabilities, observation 0.
 
     Args:
       key: PRNG key.
@@ -55,43 +73,45 @@ def rollout(
     pi_b = state_policy(mdp, behavior_policy).astype(dtype)
     log_pi_b = _safe_log(pi_b)
     log_pi_e = None if target_policy is None else _safe_log(state_policy(mdp, target_policy).astype(dtype))
-    log_p = _safe_log(mdp.transitions)
+    pi_table = _inverse_cdf_table(pi_b)
+    p_table = _inverse_cdf_table(mdp.transitions)
     obs_map = mdp.obs_of_state
+    noisy = mdp.reward_std is not None
+    tiny = jnp.finfo(dtype).tiny
+    n = num_episodes
 
-    def episode(k):
-        k0, k_steps = jax.random.split(k)
-        s0 = jax.random.categorical(k0, _safe_log(mdp.initial))
+    k0, k_steps = jax.random.split(key)
+    d0_table = jnp.broadcast_to(_inverse_cdf_table(mdp.initial), (n, mdp.num_states))
+    s0 = _sample(d0_table, jax.random.uniform(k0, (n,), dtype, tiny, 1.0))
 
-        def step(carry, kt):
-            s, alive = carry
-            ka, ks, kr = jax.random.split(kt, 3)
-            a = jax.random.categorical(ka, log_pi_b[s])
-            s_next = jax.random.categorical(ks, log_p[s, a])
-            if mdp.reward_table is not None:
-                r = mdp.reward_table[s, a, s_next]
-            else:
-                r = mdp.rewards[s, a]
-            if mdp.reward_std is not None:
-                r = r + mdp.reward_std[s, a, s_next] * jax.random.normal(kr, (), dtype)
-            term = mdp.terminal[s_next]
-            m = alive.astype(dtype)
-            out = dict(
-                observations=jnp.where(alive, obs_map[s], 0),
-                actions=jnp.where(alive, a, 0),
-                rewards=m * r,
-                next_observations=jnp.where(alive, obs_map[s_next], 0),
-                discounts=jnp.where(alive & term, 0.0, 1.0).astype(dtype),
-                mask=m,
-                behavior_log_probs=m * log_pi_b[s, a],
-                states=jnp.where(alive, s, 0),
-                next_states=jnp.where(alive, s_next, 0),
-            )
-            if log_pi_e is not None:
-                out["target_log_probs"] = jnp.where(alive, log_pi_e[s, a], 0.0)
-            return (s_next, alive & ~term), out
+    def step(carry, kt):
+        s, alive = carry
+        u = jax.random.uniform(kt, (2, n), dtype, tiny, 1.0)
+        a = _sample(pi_table[s], u[0])
+        s_next = _sample(p_table[s, a], u[1])
+        if mdp.reward_table is not None:
+            r = mdp.reward_table[s, a, s_next]
+        else:
+            r = mdp.rewards[s, a]
+        if noisy:
+            r = r + mdp.reward_std[s, a, s_next] * jax.random.normal(jax.random.fold_in(kt, 1), (n,), dtype)
+        term = mdp.terminal[s_next]
+        m = alive.astype(dtype)
+        out = dict(
+            observations=jnp.where(alive, obs_map[s], 0),
+            actions=jnp.where(alive, a, 0),
+            rewards=m * r,
+            next_observations=jnp.where(alive, obs_map[s_next], 0),
+            discounts=jnp.where(alive & term, 0.0, 1.0).astype(dtype),
+            mask=m,
+            behavior_log_probs=m * log_pi_b[s, a],
+            states=jnp.where(alive, s, 0),
+            next_states=jnp.where(alive, s_next, 0),
+        )
+        if log_pi_e is not None:
+            out["target_log_probs"] = jnp.where(alive, log_pi_e[s, a], 0.0)
+        return (s_next, alive & ~term), out
 
-        _, traj = jax.lax.scan(step, (s0, jnp.asarray(True)), jax.random.split(k_steps, horizon))
-        return traj
-
-    fields = jax.vmap(episode)(jax.random.split(key, num_episodes))
-    return Trajectories(**fields)
+    init = (s0, jnp.ones((n,), bool))
+    _, fields = jax.lax.scan(step, init, jax.random.split(k_steps, horizon))
+    return Trajectories(**jax.tree_util.tree_map(lambda x: jnp.swapaxes(x, 0, 1), fields))

@@ -81,3 +81,17 @@ def test_stochastic_rewards():
     r = np.asarray(traj.rewards[:, 0])
     assert abs(r.mean() - 2.0) < 4 * r.std() / np.sqrt(r.size)
     assert 0.9 < r.std() < 1.1
+
+
+def test_zero_probability_actions_are_never_sampled():
+    p = np.zeros((2, 4, 2))
+    p[:, :, 1] = 1.0
+    mdp = TabularMDP.create(p, np.zeros((2, 4)), [1.0, 0.0], 0.9)  # float32
+    pi = jnp.array([[0.0, 0.3, 0.7, 0.0], [0.0, 0.0, 0.0, 1.0]], jnp.float32)
+    traj = _rollout(jax.random.key(5), mdp, pi, 20_000, 2)
+    a0, a1 = np.asarray(traj.actions[:, 0]), np.asarray(traj.actions[:, 1])
+    assert set(np.unique(a0)) == {1, 2} and set(np.unique(a1)) == {3}
+    freq = (a0 == 1).mean()
+    assert abs(freq - 0.3) < 4 * np.sqrt(0.3 * 0.7 / a0.size)
+    assert np.all(np.isfinite(traj.behavior_log_probs))
+    assert traj.rewards.dtype == jnp.float32
