@@ -1,0 +1,154 @@
+"""Command line: ``offrl-jax demo`` (the main job), ``offrl-jax envs``, ``offrl-jax bench``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import time
+from typing import List, Optional, Sequence
+
+
+class _Progress:
+    """One line per stage on stderr, with its elapsed time (JAX compiles can take seconds)."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total, self.i, self.quiet = total, 0, quiet
+
+    def __call__(self, what: str):
+        self.i += 1
+        if not self.quiet:
+            print(f"[{self.i}/{self.total}] {what} ...", end="", file=sys.stderr, flush=True)
+        self.t0 = time.perf_counter()
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if not self.quiet:
+            print(f" done ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
+
+
+def format_table(rows: Sequence[dict], columns: Sequence[str], headers: Optional[Sequence[str]] = None) -> str:
+    """A plain aligned text table of dict rows (floats to 4 decimals, missing cells blank)."""
+    headers = list(headers or columns)
+
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:+.4f}"
+        return str(v)
+
+    body = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    sep = "  ".join("-" * w for w in widths)
+    out = [line, sep] + ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(b, widths))) for b in body]
+    return "\n".join(out)
+
+
+def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed: int,
+             confidence: float, quiet: bool = False) -> List[dict]:
+    """Builds a standard problem, logs data under its behaviour policy and evaluates its target.
+
+    Returns the table rows (dicts with ``method``, ``estimate``, ``lower``, ``upper``, ``error``).
+    """
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from offrl_jax.envs import policy_value, rollout
+    from offrl_jax.envs.suite import make_problem
+
+    progress = _Progress(4, quiet)
+    with progress(f"building problem {env!r}"):
+        problem = make_problem(env)
+        n = num_episodes or problem.num_episodes
+        t = horizon or problem.horizon
+        if n < 2 or t < 1:
+            raise ValueError(f"num_episodes/horizon: expected N >= 2 and T >= 1, found N={n}, T={t}")
+        mdp_t = problem.mdp.replace(horizon=t)
+        gamma = float(problem.mdp.gamma)
+    with progress(f"collecting {n} episodes of at most {t} steps (compiles once)"):
+        collect = jax.jit(rollout, static_argnums=(3, 4))
+        data = collect(jax.random.key(seed), problem.mdp, problem.behavior, n, t, problem.target)
+        jax.block_until_ready(data)
+    with progress("exact values from the model"):
+        j_target = float(policy_value(mdp_t, problem.target))
+        j_behavior = float(policy_value(mdp_t, problem.behavior))
+    rows = [
+        dict(method="exact J(target)", estimate=j_target),
+        dict(method="exact J(behaviour)", estimate=j_behavior),
+    ]
+    with progress("estimators"):
+        g = np.asarray(data.returns(gamma), dtype=np.float64)
+        half = _t_halfwidth(g, confidence)
+        rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(g.mean()),
+                         lower=float(g.mean() - half), upper=float(g.mean() + half)))
+        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed))
+    for r in rows[2:]:
+        r["error"] = r["estimate"] - j_target
+    return rows
+
+
+def _t_halfwidth(x, confidence: float) -> float:
+    import numpy as np
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
+
+
+def _estimator_rows(problem, data, gamma, horizon, confidence, seed) -> List[dict]:
+    """Rows of the estimators of later layers (OPE, MIS), when present."""
+    return []
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from offrl_jax.envs.suite import PROBLEMS
+
+    ap = argparse.ArgumentParser(prog="offrl-jax", description="JAX offline RL and off-policy evaluation.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    d = sub.add_parser("demo", help="evaluate a target policy from logged data against the exact value")
+    d.add_argument("--env", default="model_win", choices=PROBLEMS, help="standard problem (default: model_win)")
+    d.add_argument("--num-episodes", "-n", type=int, default=None, help="N (default: the problem's)")
+    d.add_argument("--horizon", "-t", type=int, default=None, help="T (default: the problem's)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--confidence", type=float, default=0.95)
+    d.add_argument("--quiet", action="store_true", help="no progress lines")
+    sub.add_parser("envs", help="list the standard problems")
+    b = sub.add_parser("bench", help="run a script from ./benchmarks (e.g. ope_speed --quick)")
+    b.add_argument("name", nargs="?", help="script name without .py; omit to list")
+    b.add_argument("args", nargs=argparse.REMAINDER)
+    args = ap.parse_args(argv)
+
+    if args.command == "envs":
+        for name in PROBLEMS:
+            print(name)
+        return 0
+    if args.command == "bench":
+        folder = os.path.join(os.getcwd(), "benchmarks")
+        scripts = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")) if os.path.isdir(folder) else []
+        if not args.name:
+            print("\n".join(scripts) if scripts else "no ./benchmarks folder here (run from the repository root)")
+            return 0
+        if args.name not in scripts:
+            print(f"name: expected one of {scripts}, found {args.name!r}", file=sys.stderr)
+            return 2
+        sys.argv = [args.name] + list(args.args)
+        runpy.run_path(os.path.join(folder, args.name + ".py"), run_name="__main__")
+        return 0
+    if not 0.0 < args.confidence < 1.0:
+        ap.error(f"--confidence: expected a level in (0, 1), found {args.confidence}")
+    rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence, args.quiet)
+    level = f"{round(100 * args.confidence)}%"
+    print(f"\noffrl-jax demo: {args.env}")
+    cols = ["method", "estimate", "lower", "upper", "error"]
+    print(format_table(rows, cols, ["method", "estimate", f"{level} lower", f"{level} upper", "error vs exact"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The certainty-equivalence (maximum-likelihood) tabular model estimated from logged data."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+
+from offrl_jax.data import Trajectories
+from offrl_jax.envs.tabular import TabularMDP, q_values
+
+Array = Any
+
+__all__ = ["estimate_mdp", "model_q_hat"]
+
+
+def estimate_mdp(
+    trajectories: Trajectories,
+    num_states: int,
+    num_actions: int,
+    gamma: float,
+    horizon: Optional[int] = None,
+    use_true_states: bool = False,
+) -> TabularMDP:
+    """Maximum-likelihood MDP from counts: P̂(s'|s,a) = N(s,a,s') / n(s,a), R̂(s,a) = mean reward.
+
+    Built over observations (what a policy sees), as an approximate model in OPE is
+    (Thomas & Brunskill 2016 use exactly such a model, which aliasing makes wrong on ModelFail).
+    Unvisited pairs become zero-reward self-loops. A step with ``discounts = 0`` leads to an added
+    absorbing terminal state (index ``num_states``), so the model has ``num_states + 1`` states.
+    The initial distribution is the empirical distribution of first observations. Pure and
+    jit-able (``num_states``, ``num_actions``, ``horizon`` static); padded steps are ignored.
+
+    Args:
+      trajectories: ``[N, T]`` data with integer observations (or ``states``).
+      num_states: number of observations S (or true states with ``use_true_states``).
+      num_actions: A.
+      gamma: discount of the model.
+      horizon: optional finite horizon of the model.
+      use_true_states: index by ``trajectories.states`` instead of observations.
+
+    Returns:
+      A :class:`TabularMDP` with ``num_states + 1`` states (the last is the terminal state).
+    """
+    s = trajectories.states if use_true_states else trajectories.observations
+    s2 = trajectories.next_states if use_true_states else trajectories.next_observations
+    m = trajectories.mask.astype(trajectories.rewards.dtype)
+    dtype = trajectories.rewards.dtype
+    n_s = num_states + 1
+    term = num_states
+    s2 = jnp.where(trajectories.discounts > 0, s2, term)
+    sa = (s * num_actions + trajectories.actions).reshape(-1)
+    counts = jnp.zeros((n_s * num_actions, n_s), dtype).at[sa, s2.reshape(-1)].add(m.reshape(-1))
+    counts = counts.reshape(n_s, num_actions, n_s)
+    visits = counts.sum(-1)
+    rsum = jnp.zeros(n_s * num_actions, dtype).at[sa].add((m * trajectories.rewards).reshape(-1))
+    rsum = rsum.reshape(n_s, num_actions)
+    seen = visits > 0
+    eye = jnp.broadcast_to(jnp.eye(n_s, dtype=dtype)[:, None, :], counts.shape)
+    p = jnp.where(seen[..., None], counts / jnp.where(seen, visits, 1.0)[..., None], eye)
+    r = jnp.where(seen, rsum / jnp.where(seen, visits, 1.0), 0.0)
+    first = jnp.zeros(n_s, dtype).at[s[:, 0]].add(m[:, 0])
+    terminal = jnp.arange(n_s) == term
+    return TabularMDP(
+        transitions=p,
+        rewards=r,
+        initial=first / jnp.sum(first),
+        gamma=jnp.asarray(gamma, dtype),
+        terminal=terminal,
+        obs_of_state=jnp.arange(n_s, dtype=jnp.int32),
+        horizon=horizon,
+        num_observations=n_s,
+        name="estimated",
+    )
+
+
+def model_q_hat(model: TabularMDP, policy: Array, trajectories: Trajectories, use_true_states: bool = False):
+    """``(q_taken, v_hat)`` ``[N, T]`` from a model's exact Q^pi, in the DR estimators' layout.
+
+    ``q_taken[n, t] = Q̂_t(s_t, a_t)`` and ``v_hat[n, t] = Σ_a π(a|s_t) Q̂_t(s_t, a)`` (time-indexed
+    when the model has a finite horizon), 0 on padding. ``policy`` is ``[S, A]`` over the data's
+    observations; the model's extra terminal state gets a zero-valued row.
+    """
+    pi = jnp.concatenate([policy, jnp.full((1, policy.shape[1]), 1.0 / policy.shape[1], policy.dtype)])
+    q = q_values(model, pi)
+    s = trajectories.states if use_true_states else trajectories.observations
+    a = trajectories.actions
+    n, t = trajectories.rewards.shape
+    if q.ndim == 3:
+        tt = jnp.broadcast_to(jnp.arange(t), (n, t))
+        q_sa = q[jnp.minimum(tt, q.shape[0] - 1), s]
+    else:
+        q_sa = q[s]
+    m = trajectories.mask.astype(q.dtype)
+    q_taken = m * jnp.take_along_axis(q_sa, a[..., None], axis=-1)[..., 0]
+    v_hat = m * jnp.sum(pi[s] * q_sa, axis=-1)
+    return q_taken, v_hat
