@@ -77,6 +77,7 @@ class TabularMDP:
     reward_std: Optional[Array] = None
     horizon: Optional[int] = struct.field(pytree_node=False, default=None)
     num_observations: int = struct.field(pytree_node=False, default=0)
+    aliased: bool = struct.field(pytree_node=False, default=False)
     name: str = struct.field(pytree_node=False, default="mdp")
 
     @property
@@ -181,6 +182,7 @@ class TabularMDP:
             reward_std=None if std is None else jnp.asarray(std, dtype),
             horizon=None if horizon is None else int(horizon),
             num_observations=num_obs,
+            aliased=not np.array_equal(obs, np.arange(s)),
             name=name,
         )
 
@@ -189,7 +191,7 @@ def check_policy(mdp: TabularMDP, policy: Array, name: str = "policy") -> np.nda
     """Host-side check that ``policy`` is ``[O, A]`` with rows on the simplex."""
     p = np.asarray(policy)
     o, a = mdp.num_observations, mdp.num_actions
-    if p.shape not in ((o, a), (mdp.num_states, a)):
+    if p.shape != (o, a):
         raise ValueError(f"{name}: expected shape [O, A] = {[o, a]}, found {list(p.shape)}")
     if not np.all(np.isfinite(p)) or np.any(p < 0) or not np.allclose(p.sum(-1), 1.0, atol=1e-5):
         raise ValueError(f"{name}: expected rows of probabilities summing to 1")
@@ -197,9 +199,12 @@ def check_policy(mdp: TabularMDP, policy: Array, name: str = "policy") -> np.nda
 
 
 def state_policy(mdp: TabularMDP, policy: Array) -> Array:
-    """Maps an observation policy ``[O, A]`` to the state policy ``[S, A]`` (pi(a | obs(s)))."""
+    """Maps an observation policy ``[O, A]`` to the state policy ``[S, A]`` (pi(a | obs(s))).
+
+    The map is applied exactly when the MDP's observation map is not the identity.
+    """
     policy = jnp.asarray(policy)
-    if policy.shape[0] == mdp.num_states and mdp.num_observations == mdp.num_states:
+    if not mdp.aliased:
         return policy
     return policy[mdp.obs_of_state]
 

@@ -173,3 +173,17 @@ def test_validation_names_the_argument(kwargs, field):
     args.update(kwargs)
     with pytest.raises(ValueError, match=field):
         TabularMDP.create(**args)
+
+
+def test_permuted_observation_map_with_as_many_observations_as_states():
+    p = np.zeros((2, 2, 2))
+    p[:, :, 0] = 1.0
+    r = np.array([[1.0, 0.0], [0.0, 1.0]])
+    # Observation 0 is state 1 and observation 1 is state 0.
+    mdp = TabularMDP.create(p, r, [1.0, 0.0], 0.5, obs_of_state=[1, 0], dtype=F64)
+    pi = np.array([[1.0, 0.0], [0.0, 1.0]])  # in state 0 (observation 1) take action 1: reward 0
+    np.testing.assert_allclose(policy_value(mdp, pi), 0.0, atol=1e-12)
+    from offrl_jax.envs import check_policy
+
+    with pytest.raises(ValueError, match="policy"):
+        check_policy(TabularMDP.create(p, r, [1.0, 0.0], 0.5, obs_of_state=[0, 0], dtype=F64), pi)
