@@ -1,0 +1,226 @@
+"""Variance of offline policy-gradient estimates and ESS as the horizon T grows, per weighting.
+
+A Garnet(10 states, 3 actions, branching 3, gamma 0.95) MDP run for T steps (finite horizon).
+Behaviour: uniform. Target: tabular softmax π_θ with θ = log(½ (0.2-greedy on Q*) + ½ uniform).
+For each T, M datasets of N behaviour trajectories; on each dataset every estimator gives a
+gradient; against the exact ∇J(π_θ) (``jax.grad`` of the exact finite-horizon value) we report
+relative bias ‖mean − ∇J‖/‖∇J‖, relative standard deviation sqrt(tr Cov)/‖∇J‖ (one dataset of N
+trajectories), relative RMSE, and the mean effective sample size (Σw)²/Σw² of the weights the
+estimator uses (trajectory: w_{0:T−1}; per-decision: w_{0:t} averaged over t; first order: ρ_t;
+state marginal: ŵ_t ρ_t; averaged over t). Q̂ = exact Q^π_t and baseline V^π_t where an
+estimator takes a critic; "state_marginal_exact" uses exact ratios d^π_t/d^β_t,
+"state_marginal_mis" ratios estimated from the same data (:func:`offrl_jax.pg.tabular_state_weights`).
+
+Usage: python benchmarks/pg_variance.py [--quick]
+Writes benchmarks/results/pg_variance.{json,md} and pg_variance.png (with matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from offrl_jax import policies  # noqa: E402
+from offrl_jax.envs import policy_value, q_values, rollout, state_distributions, state_values, value_iteration  # noqa: E402
+from offrl_jax.envs.suite import garnet  # noqa: E402
+from offrl_jax.pg import (  # noqa: E402
+    first_order_surrogate,
+    per_decision_surrogate,
+    returns_to_go,
+    state_marginal_surrogate,
+    tabular_softmax,
+    tabular_state_weights,
+    trajectory_surrogate,
+)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+S, A, GAMMA = 10, 3, 0.95
+ESTIMATORS = (
+    "trajectory",
+    "trajectory_rtg",
+    "per_decision",
+    "per_decision_clip10",
+    "per_decision_sn",
+    "per_decision_q",
+    "state_marginal_exact",
+    "state_marginal_mis",
+    "first_order_q",
+    "first_order_rtg",
+)
+
+
+def _ess(log_w):
+    """Per-column ESS over axis 0 of [N, ...] log-weights."""
+    lse1 = jax.nn.logsumexp(log_w, axis=0)
+    lse2 = jax.nn.logsumexp(2 * log_w, axis=0)
+    return jnp.exp(2 * lse1 - lse2)
+
+
+def make_estimates(mdp, beta, policy, theta, horizon, num_episodes):
+    """Returns ``f(keys) -> ({name: [M, S, A]}, {name: [M]} ESS)`` for this horizon."""
+    obs = jnp.arange(S)
+    pi = policy.probs(theta, obs)
+    q = q_values(mdp, pi)
+    v = state_values(mdp, pi)
+    ratio = state_distributions(mdp, pi, horizon) / state_distributions(mdp, beta, horizon)
+    ratio = jnp.where(jnp.isfinite(ratio), ratio, 0.0)
+
+    def one(key):
+        tr = rollout(key, mdp, beta, num_episodes, horizon)
+        t = jnp.arange(horizon)[None, :]
+        q_hat = q[t, tr.states, tr.actions] * tr.mask
+        base = v[t, tr.states] * tr.mask
+        w_exact = ratio[t, tr.states]
+        w_mis = tabular_state_weights(tr.states, tr.actions, tr.next_states, tr.discounts, tr.mask, pi).weights
+        rtg = returns_to_go(tr.rewards, tr.mask, GAMMA)
+        b, r, m = tr.behavior_log_probs, tr.rewards, tr.mask
+        fs = {
+            "trajectory": lambda lp: trajectory_surrogate(lp, b, r, m, GAMMA),
+            "trajectory_rtg": lambda lp: trajectory_surrogate(lp, b, r, m, GAMMA, base, reward_to_go=True),
+            "per_decision": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA),
+            "per_decision_clip10": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, clip=10.0),
+            "per_decision_sn": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, self_normalize=True),
+            "per_decision_q": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, q_hat=q_hat, baseline=base),
+            "state_marginal_exact": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_exact, m, GAMMA, base),
+            "state_marginal_mis": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_mis, m, GAMMA, base),
+            "first_order_q": lambda lp: first_order_surrogate(lp, b, q_hat, m, GAMMA, base),
+            "first_order_rtg": lambda lp: first_order_surrogate(lp, b, rtg, m, GAMMA),
+        }
+        grads = {k: jax.grad(lambda th: f(policy.log_prob(th, tr.observations, tr.actions)))(theta) for k, f in fs.items()}
+        lr = jnp.where(m > 0, policy.log_prob(theta, tr.observations, tr.actions) - b, 0.0)
+        cum = jnp.cumsum(lr, axis=1)
+        ess = {
+            "trajectory": _ess(cum[:, -1]),
+            "per_decision": jnp.mean(_ess(cum)),
+            "first_order": jnp.mean(_ess(lr)),
+            "state_marginal": jnp.mean(_ess(jnp.log(w_exact) + lr)),
+        }
+        return grads, ess
+
+    return jax.jit(jax.vmap(one))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    horizons = (2, 4, 8) if args.quick else (2, 4, 8, 16, 32)
+    num_datasets = 100 if args.quick else 500
+    num_episodes = 20 if args.quick else 50
+    repeats = 3
+    base_mdp = garnet(0, S, A, 3, gamma=GAMMA, dtype=jnp.float64)
+    q_star, _ = value_iteration(base_mdp)
+    beta = policies.uniform(S, A, jnp.float64)
+    target = policies.mixture(policies.epsilon_greedy(q_star, 0.2), beta, 0.5)
+    theta = jnp.log(target)
+    policy = tabular_softmax(S, A)
+    rows, timing = [], []
+    for horizon in horizons:
+        mdp = base_mdp.replace(horizon=horizon)
+        g_true = np.asarray(jax.grad(lambda th: policy_value(mdp, policy.probs(th, jnp.arange(S))))(theta))
+        f = make_estimates(mdp, beta, policy, theta, horizon, num_episodes)
+        keys = jax.random.split(jax.random.key(horizon), num_datasets)
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(f(keys))
+        first = time.perf_counter() - t0
+        runs = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(keys))
+            runs.append(time.perf_counter() - t0)
+        run = statistics.median(runs)
+        timing.append({"T": horizon, "compile_s": first - run, "run_s": run})
+        grads, ess = jax.device_get(out)
+        norm = float(np.linalg.norm(g_true))
+        for name in ESTIMATORS:
+            g = grads[name].reshape(num_datasets, -1)
+            mean = g.mean(0)
+            bias = float(np.linalg.norm(mean - g_true.ravel())) / norm
+            std = float(np.sqrt(np.sum(g.var(0, ddof=1)))) / norm
+            rmse = float(np.sqrt(np.mean(np.sum((g - g_true.ravel()) ** 2, 1)))) / norm
+            bias_se = float(np.sqrt(np.sum(g.var(0, ddof=1)) / num_datasets)) / norm
+            kind = next(k for k in ("trajectory", "per_decision", "first_order", "state_marginal") if name.startswith(k))
+            rows.append({
+                "T": horizon, "estimator": name, "rel_bias": bias, "rel_bias_se": bias_se, "rel_std": std,
+                "rel_rmse": rmse, "mean_ess": float(np.mean(ess[kind])), "grad_norm": norm,
+            })
+        print(f"T={horizon}: |grad J| = {norm:.4f}, compile {timing[-1]['compile_s']:.2f}s, run {run:.3f}s")
+    res = {
+        "mdp": f"garnet(seed 0, {S} states, {A} actions, branching 3, gamma {GAMMA}), finite horizon T",
+        "behavior": "uniform",
+        "target": "softmax, theta = log(0.5 * 0.2-greedy(Q*) + 0.5 * uniform)",
+        "num_datasets": num_datasets,
+        "num_episodes": num_episodes,
+        "device": str(jax.devices()[0]),
+        "jax": jax.__version__,
+        "dtype": "float64",
+        "quick": args.quick,
+        "rows": rows,
+        "timing": timing,
+    }
+    out_dir = os.path.join(HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "pg_variance.json"), "w") as fh:
+        json.dump(res, fh, indent=2)
+    lines = [
+        "# pg_variance",
+        "",
+        f"{res['mdp']}; behaviour {res['behavior']}; target {res['target']}. M = {num_datasets} datasets of "
+        f"N = {num_episodes} trajectories per T; {res['device']}, jax {res['jax']}, float64.",
+        "Relative to ‖∇J‖: bias of the mean (± its standard error), std of one dataset's estimate, RMSE. "
+        "ESS: mean (Σw)²/Σw² of the weights the estimator family uses (out of N; state-marginal rows use the "
+        "exact ratios).",
+        "",
+        "| T | estimator | rel. bias (± SE) | rel. std | rel. RMSE | mean ESS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['T']} | {r['estimator']} | {r['rel_bias']:.3f} (± {r['rel_bias_se']:.3f}) | {r['rel_std']:.3f} | "
+            f"{r['rel_rmse']:.3f} | {r['mean_ess']:.1f} |"
+        )
+    lines += ["", "| T | compile (s) | run, median of 3 (s) |", "|---|---|---|"]
+    lines += [f"| {t['T']} | {t['compile_s']:.2f} | {t['run_s']:.3f} |" for t in timing]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        for name in ESTIMATORS:
+            rs = [r for r in rows if r["estimator"] == name]
+            axes[0].plot([r["T"] for r in rs], [r["rel_rmse"] for r in rs], marker="o", label=name)
+        for kind, name in (("trajectory", "trajectory"), ("per_decision", "per_decision"),
+                           ("first_order", "first_order_q"), ("state_marginal", "state_marginal_exact")):
+            rs = [r for r in rows if r["estimator"] == name]
+            axes[1].plot([r["T"] for r in rs], [r["mean_ess"] for r in rs], marker="o", label=kind)
+        for ax, lab in ((axes[0], "relative RMSE of the gradient"), (axes[1], f"mean ESS (of N = {num_episodes})")):
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("horizon T")
+            ax.set_ylabel(lab)
+        axes[0].legend(fontsize=7)
+        axes[1].legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(os.path.join(out_dir, "pg_variance.png"), dpi=120)
+        lines += ["", "Plot: benchmarks/results/pg_variance.png"]
+    except ImportError:
+        pass
+    with open(os.path.join(out_dir, "pg_variance.md"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
