@@ -88,7 +88,7 @@ def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed
         half = _t_halfwidth(g, confidence)
         rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(g.mean()),
                          lower=float(g.mean() - half), upper=float(g.mean() + half)))
-        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed))
+        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed, j_target))
     for r in rows[2:]:
         r["error"] = r["estimate"] - j_target
     return rows
@@ -101,9 +101,57 @@ def _t_halfwidth(x, confidence: float) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
 
 
-def _estimator_rows(problem, data, gamma, horizon, confidence, seed) -> List[dict]:
-    """Rows of the estimators of later layers (OPE, MIS), when present."""
-    return []
+def cross_fitted_model_terms(data, num_observations: int, num_actions: int, policy, gamma: float, horizon: int):
+    """Q-hat terms from the certainty-equivalence model, cross-fitted over two halves.
+
+    The model estimated on one half of the trajectories gives ``q_taken``/``v_hat`` for the other
+    half (and vice versa), so Q-hat is independent of the trajectories it corrects, which keeps DR
+    unbiased (Jiang & Li 2016 assume an independent Q-hat).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
+    from offrl_jax.ope import ModelTerms
+
+    n = data.rewards.shape[0]
+    half = n // 2
+    parts = [jax.tree_util.tree_map(lambda x: x[:half], data), jax.tree_util.tree_map(lambda x: x[half:], data)]
+    terms = []
+    for fit, apply in ((parts[1], parts[0]), (parts[0], parts[1])):
+        model = estimate_mdp(fit, num_observations, num_actions, gamma, horizon)
+        terms.append(model_q_hat(model, policy, apply))
+    return ModelTerms(q_taken=jnp.concatenate([terms[0][0], terms[1][0]]),
+                      v_hat=jnp.concatenate([terms[0][1], terms[1][1]]))
+
+
+def _estimator_rows(problem, data, gamma, horizon, confidence, seed, true_value) -> List[dict]:
+    """OPE rows: IS family, model-based DM/DR/WDR/MAGIC with a cross-fitted tabular model."""
+    import jax
+
+    from offrl_jax.ope import evaluate
+
+    mdp = problem.mdp
+    terms = cross_fitted_model_terms(data, mdp.num_observations, mdp.num_actions, problem.target, gamma, horizon)
+    table = evaluate(data, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
+                     q_hat=terms, key=jax.random.key(seed + 1), confidence=confidence, true_value=true_value)
+    labels = {"dm": "DM (cross-fitted tabular model)", "dr": "DR (cross-fitted tabular model)",
+              "wdr": "WDR (cross-fitted tabular model)", "magic": "MAGIC (cross-fitted tabular model)"}
+    from offrl_jax.ope.evaluate import _LABELS
+
+    rows = []
+    for r in table.rows:
+        has_interval = r.interval != "n/a"
+        rows.append(dict(method=labels.get(r.name, _LABELS.get(r.name, r.name)) + ("" if has_interval else " (no interval)"),
+                         estimate=float(r.estimate), lower=float(r.lower) if has_interval else None,
+                         upper=float(r.upper) if has_interval else None))
+    from offrl_jax.mis import mis_rows
+
+    finite = problem.mdp.horizon is not None
+    for name, value in mis_rows(data, problem.target, gamma, finite_horizon=finite):
+        suffix = "" if finite else " (infinite-horizon target)"
+        rows.append(dict(method=name + suffix, estimate=float(value)))
+    return rows
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -112,7 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="offrl-jax", description="JAX offline RL and off-policy evaluation.")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="evaluate a target policy from logged data against the exact value")
-    d.add_argument("--env", default="model_win", choices=PROBLEMS, help="standard problem (default: model_win)")
+    d.add_argument("--env", default="graph", choices=PROBLEMS, help="standard problem (default: graph, the COBS toy graph)")
     d.add_argument("--num-episodes", "-n", type=int, default=None, help="N (default: the problem's)")
     d.add_argument("--horizon", "-t", type=int, default=None, help="T (default: the problem's)")
     d.add_argument("--seed", type=int, default=0)

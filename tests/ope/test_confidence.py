@@ -1,0 +1,353 @@
+"""Confidence intervals and lower bounds: formulas, coverage against the exact J, validation."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from offrl_jax.envs.rollout import rollout
+from offrl_jax.envs.suite import model_fail
+from offrl_jax.envs.tabular import policy_value
+from offrl_jax.ope.confidence import (
+    bootstrap_indices,
+    bootstrap_interval,
+    empirical_bernstein_bound,
+    hcope_lower_bound,
+    hcope_split,
+    hoeffding_bound,
+    student_t_interval,
+    student_t_quantile,
+)
+
+# ModelFail (horizon 2, one aliased observation) with mild policies, so the per-trajectory
+# importance-weighted returns X = w G are bounded: w in [(0.3/0.5)^2, (0.7/0.5)^2], G in {-1, 1}.
+MDP = model_fail(gamma=1.0, dtype=jnp.float64)
+BEHAVIOR = jnp.asarray([[0.5, 0.5]], jnp.float64)
+TARGET = jnp.asarray([[0.7, 0.3]], jnp.float64)
+W_MAX = (0.7 / 0.5) ** 2
+NUM_DATASETS = 400
+CONFIDENCE = 0.95
+# Binomial tolerance for 400 datasets at 95%: coverage >= 0.95 - 3 sd.
+COVERAGE_FLOOR = CONFIDENCE - 3 * math.sqrt(CONFIDENCE * (1 - CONFIDENCE) / NUM_DATASETS)
+
+
+def _per_trajectory(key, n):
+    tr = rollout(key, MDP, BEHAVIOR, n, 2, target_policy=TARGET)
+    log_w = jnp.sum(jnp.where(tr.mask > 0, tr.target_log_probs - tr.behavior_log_probs, 0.0), axis=1)
+    returns = jnp.sum(tr.rewards, axis=1)
+    return log_w, returns
+
+
+_datasets = jax.jit(jax.vmap(_per_trajectory, in_axes=(0, None)), static_argnums=1)
+
+
+@pytest.fixture(scope="module")
+def exact_value():
+    value = float(policy_value(MDP, TARGET))
+    assert value == pytest.approx(2 * 0.7 - 1, abs=1e-12)  # closed form gamma (2p - 1)
+    return value
+
+
+@pytest.fixture(scope="module")
+def samples_100():
+    keys = jax.random.split(jax.random.key(42), NUM_DATASETS)
+    log_w, g = _datasets(keys, 100)
+    return log_w, g, jnp.exp(log_w) * g
+
+
+def _vmapped(fn, **kw):
+    return jax.jit(jax.vmap(lambda x: fn(x, **kw)))
+
+
+def test_student_t_quantile_matches_scipy():
+    ps = jnp.asarray([1e-4, 0.025, 0.05, 0.3, 0.5, 0.9, 0.975, 0.9995])
+    for df in (1, 29, 30, 10**5):
+        got = np.asarray(student_t_quantile(ps, df))
+        np.testing.assert_allclose(got, scipy.stats.t.ppf(np.asarray(ps), df), rtol=2e-5, atol=1e-9)
+    got32 = student_t_quantile(jnp.asarray([0.975], jnp.float32), 9999)
+    assert got32.dtype == jnp.float32
+    np.testing.assert_allclose(got32, scipy.stats.t.ppf(0.975, 9999), rtol=1e-5)
+
+
+def test_student_t_interval_matches_scipy():
+    x = jax.random.normal(jax.random.key(1), (37,), jnp.float64) * 2 + 1
+    res = student_t_interval(x, confidence=0.9)
+    lo, hi = scipy.stats.t.interval(0.9, 36, loc=np.mean(x), scale=scipy.stats.sem(x))
+    np.testing.assert_allclose([res.lower, res.upper], [lo, hi], rtol=1e-6)
+    one = student_t_interval(x, confidence=0.9, side="lower")
+    expected = np.mean(x) - scipy.stats.t.ppf(0.9, 36) * scipy.stats.sem(x)
+    np.testing.assert_allclose(one.lower, expected, rtol=1e-6)
+    assert np.isposinf(one.upper)
+    up = student_t_interval(x, confidence=0.9, side="upper")
+    assert np.isneginf(up.lower) and up.upper > res.estimate
+
+
+def test_hoeffding_and_bernstein_formulas():
+    x = jax.random.uniform(jax.random.key(2), (50,), jnp.float64, -1.0, 3.0)
+    a, b, delta, n = -1.0, 3.0, 0.1, 50
+    h = hoeffding_bound(x, a, b, confidence=0.9)
+    np.testing.assert_allclose(h.lower, np.mean(x) - 4 * math.sqrt(math.log(1 / delta) / (2 * n)), rtol=1e-12)
+    assert float(h.upper) == b
+    h2 = hoeffding_bound(x, a, b, confidence=0.9, side="two-sided")
+    half = 4 * math.sqrt(math.log(2 / delta) / (2 * n))
+    np.testing.assert_allclose([h2.lower, h2.upper], [np.mean(x) - half, np.mean(x) + half], rtol=1e-12)
+    e = empirical_bernstein_bound(x, a, b, confidence=0.9)
+    z = (np.asarray(x) - a) / (b - a)
+    width = math.sqrt(2 * np.var(z, ddof=1) * math.log(2 / delta) / n) + 7 * math.log(2 / delta) / (3 * (n - 1))
+    np.testing.assert_allclose(e.lower, np.mean(x) - (b - a) * width, rtol=1e-12)
+    # Clipping: a bound can never leave [a, b].
+    tiny = hoeffding_bound(jnp.asarray([0.0, 0.1]), 0.0, 1.0, side="two-sided")
+    assert float(tiny.lower) == 0.0 and float(tiny.upper) <= 1.0
+
+
+def test_widths_shrink_as_inverse_sqrt_n(samples_100):
+    keys = jax.random.split(jax.random.key(7), 200)
+    lw400, g400 = _datasets(keys, 400)
+    x400 = jnp.exp(lw400) * g400
+    lw100, g100, x100 = (a[:200] for a in samples_100)
+    # Hoeffding: exactly 1/sqrt(n).
+    w100 = jnp.mean(x100, 1) - _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x100).lower
+    w400 = jnp.mean(x400, 1) - _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x400).lower
+    np.testing.assert_allclose(w100 / w400, 2.0, rtol=1e-10)
+    # Empirical Bernstein: width = (b - a) [sqrt(2 V ln(2/delta) / n) + 7 ln(2/delta) / (3 (n - 1))].
+    # The variance term shrinks as 1/sqrt(n) (ratio 2 up to the change in mean sqrt(V)); the total
+    # width ratio lies between 2 and (4n - 1)/(n - 1).
+    eb = _vmapped(empirical_bernstein_bound, a=-W_MAX, b=W_MAX)
+    ln = math.log(2 / 0.05)
+
+    def eb_terms(x):
+        width = jnp.mean(x, 1) - eb(x).lower
+        n = x.shape[1]
+        return width, width - 2 * W_MAX * 7 * ln / (3 * (n - 1))
+
+    (w100, v100), (w400, v400) = eb_terms(x100), eb_terms(x400)
+    r_var = float(jnp.mean(v100) / jnp.mean(v400))
+    r_eb = float(jnp.mean(w100) / jnp.mean(w400))
+    assert 1.9 < r_var < 2.1, r_var
+    assert 2.0 < r_eb < 399 / 99, r_eb
+    # HCOPE: gap between the IS estimate and the bound (same two kinds of term, plus a truncation
+    # bias that shrinks as c grows with n).
+    hc = jax.jit(jax.vmap(lambda k, lw, g: hcope_lower_bound(k, lw, g, -1.0, 1.0, split=0.1)))
+    hk = jax.random.split(jax.random.key(8), 200)
+    gap100 = hc(hk, lw100, g100)
+    gap400 = hc(hk, lw400, g400)
+    r_hc = float(jnp.mean(gap100.estimate - gap100.lower) / jnp.mean(gap400.estimate - gap400.lower))
+    print("width ratios n=100 / n=400: EB", r_eb, "EB variance term", r_var, "HCOPE", r_hc)
+    assert 2.0 < r_hc < 399 / 99, r_hc
+
+
+def test_coverage(samples_100, exact_value):
+    """Each method's 95% promise holds for the exact J over 400 independent datasets."""
+    log_w, g, x = samples_100
+    covered = {}
+    t2 = _vmapped(student_t_interval)(x)
+    covered["t two-sided"] = (t2.lower <= exact_value) & (exact_value <= t2.upper)
+    t1 = _vmapped(student_t_interval, side="lower")(x)
+    covered["t lower"] = t1.lower <= exact_value
+    def all_bootstraps(k, s):
+        return {
+            (method, side): bootstrap_interval(k, s, method=method, side=side)
+            for method in ("percentile", "bca")
+            for side in ("two-sided", "lower")
+        }
+
+    bkeys = jax.random.split(jax.random.key(3), NUM_DATASETS)
+    boots = jax.jit(jax.vmap(all_bootstraps))(bkeys, x)
+    for method in ("percentile", "bca"):
+        b2, b1 = boots[(method, "two-sided")], boots[(method, "lower")]
+        covered[f"bootstrap {method}"] = (b2.lower <= exact_value) & (exact_value <= b2.upper)
+        covered[f"bootstrap {method} lower"] = b1.lower <= exact_value
+    h = _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x)
+    covered["hoeffding"] = h.lower <= exact_value
+    e = _vmapped(empirical_bernstein_bound, a=-W_MAX, b=W_MAX)(x)
+    covered["bernstein"] = e.lower <= exact_value
+    hk = jax.random.split(jax.random.key(4), NUM_DATASETS)
+    hc = jax.jit(jax.vmap(lambda k, lw, gg: hcope_lower_bound(k, lw, gg, -1.0, 1.0, split=0.1)))(hk, log_w, g)
+    covered["hcope"] = hc.lower <= exact_value
+    rates = {k: float(jnp.mean(v)) for k, v in covered.items()}
+    print("coverage at 95% over", NUM_DATASETS, "datasets of n = 100:", rates)
+    for name, rate in rates.items():
+        assert rate >= COVERAGE_FLOOR, (name, rate)
+    # The exact bounds are informative, not vacuous: above the trivial lower end -W_MAX on average.
+    assert float(jnp.mean(e.lower)) > -0.5 and float(jnp.mean(hc.lower)) > -0.5
+
+
+def test_bootstrap_percentile_and_bca_match_numpy():
+    x = jax.random.exponential(jax.random.key(5), (60,), jnp.float64)
+    key = jax.random.key(6)
+    p = bootstrap_interval(key, x, num_resamples=500, confidence=0.9)
+    idx = np.asarray(bootstrap_indices(key, 60, 500))
+    theta = np.asarray(x)[idx].mean(1)
+    np.testing.assert_allclose(p.resampled, theta, rtol=1e-12)
+    np.testing.assert_allclose([p.lower, p.upper], np.quantile(theta, [0.05, 0.95]), rtol=1e-12)
+    b = bootstrap_interval(key, x, num_resamples=500, confidence=0.9, method="bca")
+    xs, mean = np.asarray(x), float(np.mean(x))
+    z0 = scipy.stats.norm.ppf((np.sum(theta < mean) + 0.5 * np.sum(theta == mean)) / 500)
+    jack = np.array([np.delete(xs, i).mean() for i in range(60)])
+    d = jack.mean() - jack
+    acc = np.sum(d**3) / (6 * np.sum(d**2) ** 1.5)
+    ends = []
+    for z in scipy.stats.norm.ppf([0.05, 0.95]):
+        ends.append(np.quantile(theta, scipy.stats.norm.cdf(z0 + (z0 + z) / (1 - acc * (z0 + z)))))
+    np.testing.assert_allclose([b.bias_correction, b.acceleration], [z0, acc], rtol=1e-9)
+    np.testing.assert_allclose([b.lower, b.upper], ends, rtol=1e-9)
+    # Skewed data: BCa shifts the interval right relative to the percentile one.
+    assert b.upper > p.upper
+    # The generic jackknife (any estimator) equals the closed form for the mean.
+    g = bootstrap_interval(key, x, estimator=lambda s: jnp.mean(s), num_resamples=500, confidence=0.9, method="bca")
+    np.testing.assert_allclose([g.lower, g.upper, g.acceleration], [b.lower, b.upper, b.acceleration], rtol=1e-10)
+
+
+def test_bootstrap_weighted_estimator_renormalises_per_resample():
+    """A dataset-level self-normalised estimator (WIS) is recomputed on each resample."""
+    log_w, g = _datasets(jax.random.split(jax.random.key(9), 1), 80)
+    data = (log_w[0], g[0])
+
+    def wis(d):
+        w = jax.nn.softmax(d[0])
+        return jnp.sum(w * d[1])
+
+    key = jax.random.key(10)
+    res = jax.jit(lambda d: bootstrap_interval(key, d, estimator=wis, num_resamples=300))(data)
+    idx = np.asarray(bootstrap_indices(key, 80, 300))
+    lw, gg = np.asarray(data[0])[idx], np.asarray(data[1])[idx]
+    w = np.exp(lw - lw.max(1, keepdims=True))
+    expected = np.sum(w * gg, 1) / np.sum(w, 1)
+    np.testing.assert_allclose(res.resampled, expected, rtol=1e-12)
+    chunked = jax.jit(lambda d: bootstrap_interval(key, d, estimator=wis, num_resamples=300, batch_size=64))(data)
+    np.testing.assert_allclose(chunked.resampled, res.resampled, rtol=1e-12)
+    np.testing.assert_allclose(res.estimate, wis(data), rtol=1e-12)
+
+
+def test_bootstrap_indices_uniform():
+    idx = np.asarray(bootstrap_indices(jax.random.key(11), 50, 4000))
+    assert idx.min() == 0 and idx.max() == 49
+    counts = np.bincount(idx.ravel(), minlength=50)
+    chi2 = np.sum((counts - 4000) ** 2 / 4000)
+    assert chi2 < scipy.stats.chi2.ppf(0.999, 49)
+    big = bootstrap_indices(jax.random.key(11), 70_000, 2)
+    assert big.shape == (2, 70_000) and int(big.max()) < 70_000
+
+
+def test_hcope_threshold_uses_only_pre_split():
+    log_w, g = _datasets(jax.random.split(jax.random.key(12), 1), 200)
+    log_w, g = log_w[0], g[0]
+    key = jax.random.key(13)
+    hc = jax.jit(lambda lw, gg: hcope_lower_bound(key, lw, gg, -1.0, 1.0, split=0.1))
+    base = hc(log_w, g)
+    pre, post = hcope_split(key, 200, 0.1)
+    assert int(base.num_pre) == 20 and int(base.num_post) == 180
+    assert len(set(np.asarray(pre).tolist()) | set(np.asarray(post).tolist())) == 200
+    # Changing D_post (returns and weights) leaves c unchanged but moves the bound.
+    g2 = g.at[post].set(-g[post])
+    lw2 = log_w.at[post].add(0.3)
+    moved = hc(lw2, g2)
+    assert float(moved.threshold) == float(base.threshold)
+    assert float(moved.lower) != float(base.lower)
+    # Changing D_pre changes c.
+    lw3 = log_w.at[pre].set(jnp.linspace(-2.0, 2.0, 20))
+    assert float(hc(lw3, g).threshold) != float(base.threshold)
+
+
+def test_hcope_bound_formula():
+    log_w, g = _datasets(jax.random.split(jax.random.key(14), 1), 200)
+    log_w, g = np.asarray(log_w[0]), np.asarray(g[0])
+    key = jax.random.key(15)
+    res = hcope_lower_bound(key, log_w, g, -1.0, 1.0, confidence=0.9, split=0.1)
+    pre, post = (np.asarray(i) for i in hcope_split(key, 200, 0.1))
+    x = np.exp(log_w) * (g + 1) / 2
+    c, n, ln = float(res.threshold), len(post), math.log(2 / 0.1)
+
+    def lb(vals, c, n):
+        y = np.minimum(vals, c)
+        return y.mean() - 7 * c * ln / (3 * (n - 1)) - math.sqrt(2 * ln * np.var(y, ddof=1) / n)
+
+    np.testing.assert_allclose(res.lower, -1 + 2 * max(lb(x[post], c, n), 0.0), rtol=1e-9)
+    # c maximises the D_pre objective (with n_post) over a fine grid, up to the candidate set.
+    grid = np.exp(np.linspace(np.log(x[pre][x[pre] > 0].min()), np.log(x[pre].max()), 2000))
+    best = max(lb(x[pre], cc, n) for cc in grid)
+    assert lb(x[pre], c, n) >= best - 1e-3
+    np.testing.assert_allclose(res.estimate, -1 + 2 * x.mean(), rtol=1e-12)
+
+
+def test_hcope_huge_weights_stay_finite():
+    log_w = jnp.concatenate([jnp.full((5,), 200.0), jnp.full((95,), -1.0)]).astype(jnp.float32)
+    g = jnp.linspace(0.0, 1.0, 100, dtype=jnp.float32)
+    res = jax.jit(lambda lw, gg: hcope_lower_bound(jax.random.key(0), lw, gg, 0.0, 1.0, split=0.2))(log_w, g)
+    assert res.lower.dtype == jnp.float32
+    assert np.isfinite(float(res.lower)) and np.isfinite(float(res.threshold))
+
+
+def test_jit_and_vmap_match_eager_and_loop():
+    keys = jax.random.split(jax.random.key(16), 3)
+    log_w, g = _datasets(keys, 60)
+    x = jnp.exp(log_w) * g
+    fns = {
+        "t": lambda k, lw, gg, s: student_t_interval(s),
+        "hoeffding": lambda k, lw, gg, s: hoeffding_bound(s, -W_MAX, W_MAX),
+        "bernstein": lambda k, lw, gg, s: empirical_bernstein_bound(s, -W_MAX, W_MAX, side="two-sided"),
+        "bootstrap": lambda k, lw, gg, s: bootstrap_interval(k, s, num_resamples=200, method="bca"),
+        "hcope": lambda k, lw, gg, s: hcope_lower_bound(k, lw, gg, -1.0, 1.0, split=0.1),
+    }
+    def all_methods(*a):
+        return {name: fn(*a)[:3] for name, fn in fns.items()}
+
+    batched = jax.jit(jax.vmap(all_methods))(keys, log_w, g, x)
+    jitted = jax.jit(all_methods)
+    eager = all_methods(keys[0], log_w[0], g[0], x[0])
+    for i in range(3):
+        one = jitted(keys[i], log_w[i], g[i], x[i])
+        for name in fns:
+            for j in range(3):
+                np.testing.assert_allclose(one[name][j], batched[name][j][i], rtol=1e-10, err_msg=name)
+                if i == 0:
+                    np.testing.assert_allclose(eager[name][j], one[name][j], rtol=1e-10, err_msg=name)
+
+
+def test_float32_stays_float32():
+    x = jnp.linspace(0.0, 1.0, 20, dtype=jnp.float32)
+
+    def all_methods(x):
+        return (
+            student_t_interval(x),
+            hoeffding_bound(x, 0.0, 1.0),
+            empirical_bernstein_bound(x, 0.0, 1.0),
+            bootstrap_interval(jax.random.key(0), x, num_resamples=50, method="bca"),
+            hcope_lower_bound(jax.random.key(0), x, x, 0.0, 1.0, split=0.2),
+        )
+
+    for res in jax.jit(all_methods)(x):
+        assert res.lower.dtype == jnp.float32 and res.estimate.dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda x: student_t_interval(x, confidence=1.0), "confidence"),
+        (lambda x: student_t_interval(x, confidence=0.0), "confidence"),
+        (lambda x: student_t_interval(x[:1]), "samples"),
+        (lambda x: student_t_interval(x, side="both"), "side"),
+        (lambda x: student_t_interval(x.at[3].set(jnp.nan)), "samples"),
+        (lambda x: student_t_interval(x.reshape(2, -1)), "samples"),
+        (lambda x: hoeffding_bound(x, 1.0, 1.0), "a < b"),
+        (lambda x: hoeffding_bound(x, 0.0, 0.5), r"samples: expected values in \[a, b\]"),
+        (lambda x: empirical_bernstein_bound(x, jnp.nan, 1.0), "a, b"),
+        (lambda x: empirical_bernstein_bound(x[:1], 0.0, 1.0), "samples"),
+        (lambda x: bootstrap_interval(jax.random.key(0), x, method="basic"), "method"),
+        (lambda x: bootstrap_interval(jax.random.key(0), x, num_resamples=1), "num_resamples"),
+        (lambda x: bootstrap_interval(jax.random.key(0), x.at[0].set(jnp.inf)), "data"),
+        (lambda x: bootstrap_interval(jax.random.key(0), (x, x[:5]), estimator=jnp.mean), "data"),
+        (lambda x: bootstrap_interval(jax.random.key(0), x, estimator=3), "estimator"),
+        (lambda x: hcope_lower_bound(jax.random.key(0), x, x, 0.0, 1.0, split=0.05), "split"),
+        (lambda x: hcope_lower_bound(jax.random.key(0), x[:5], x, 0.0, 1.0), "log_weights"),
+        (lambda x: hcope_lower_bound(jax.random.key(0), x, x * 3, 0.0, 1.0, split=0.2), "returns"),
+        (lambda x: hcope_lower_bound(jax.random.key(0), x.at[0].set(jnp.nan), x, 0.0, 1.0, split=0.2), "log_weights"),
+    ],
+)
+def test_bad_input_raises(call, match):
+    x = jnp.linspace(0.0, 1.0, 20)
+    with pytest.raises(ValueError, match=match):
+        call(x)
