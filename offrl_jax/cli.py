@@ -58,7 +58,6 @@ def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed
     """
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from offrl_jax.envs import policy_value, rollout
     from offrl_jax.envs.suite import make_problem
@@ -84,21 +83,15 @@ def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed
         dict(method="exact J(behaviour)", estimate=j_behavior),
     ]
     with progress("estimators"):
-        g = np.asarray(data.returns(gamma), dtype=np.float64)
-        half = _t_halfwidth(g, confidence)
-        rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(g.mean()),
-                         lower=float(g.mean() - half), upper=float(g.mean() + half)))
+        from offrl_jax.ope import student_t_interval
+
+        ci = student_t_interval(data.returns(gamma), confidence=confidence)
+        rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(ci.estimate),
+                         lower=float(ci.lower), upper=float(ci.upper)))
         rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed, j_target))
     for r in rows[2:]:
         r["error"] = r["estimate"] - j_target
     return rows
-
-
-def _t_halfwidth(x, confidence: float) -> float:
-    import numpy as np
-    from scipy import stats
-
-    return float(stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size))
 
 
 def cross_fitted_model_terms(data, num_observations: int, num_actions: int, policy, gamma: float, horizon: int):

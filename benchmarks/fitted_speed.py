@@ -1,0 +1,334 @@
+"""Speed (and a Monte-Carlo accuracy check) of jitted fitted Q evaluation on CartPole data.
+
+Measures, in one run on this machine:
+  * fp32 matmul GFLOP/s (the machine's reference rate);
+  * gradient steps/s of the jitted FQE loop (``lax.scan`` with in-jit minibatch sampling),
+    MLP 2x256, batch 256, and the step's FLOP rate as a fraction of the matmul rate;
+  * seed-steps/s with 1, 4, 16 vmapped seeds, for 2x64 and 2x256 networks;
+  * d3rlpy's DiscreteFQE (when importable from /work/venv-peers; optional) on the same data and
+    network size: ``update()`` alone and ``fit()`` end to end;
+  * FQE's estimate of the target controller's value vs its Monte-Carlo value (± SE).
+
+Data: gymnax CartPole-v1 episodes from the hand-written controller mixed with epsilon = 0.3
+uniform actions (``offrl_jax.envs.control``); the evaluated policy is the same controller with
+epsilon = 0.1. Compile time is reported apart from run time; run times are medians of repeats
+around ``jax.block_until_ready``.
+
+Usage: python benchmarks/fitted_speed.py [--quick]
+Writes benchmarks/results/fitted_speed.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+PEERS_PYTHON = "/work/venv-peers/bin/python"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = "CartPole-v1"
+GAMMA = 0.95
+
+
+# ------------------------------------------------------------------------------------------
+# d3rlpy worker (runs inside the peers venv; imports only numpy, torch and d3rlpy).
+# ------------------------------------------------------------------------------------------
+def d3rlpy_worker(npz_path: str, out_path: str, steps: int, repeats: int, width: int, batch: int) -> None:
+    import d3rlpy
+    import torch
+    from d3rlpy.logging import NoopAdapterFactory
+    from d3rlpy.models.encoders import VectorEncoderFactory
+    from d3rlpy.ope import DiscreteFQE, FQEConfig
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    z = np.load(npz_path)
+    dataset = d3rlpy.dataset.MDPDataset(
+        observations=z["observations"],
+        actions=z["actions"][:, None],
+        rewards=z["rewards"],
+        terminals=z["terminals"],
+        timeouts=z["timeouts"],
+        action_space=d3rlpy.ActionSpace.DISCRETE,
+        action_size=2,
+    )
+    enc = VectorEncoderFactory(hidden_units=[width, width])
+    algo = d3rlpy.algos.DQNConfig(encoder_factory=enc, batch_size=batch).create(device="cpu:0")
+    algo.build_with_dataset(dataset)
+    fqe = DiscreteFQE(
+        algo=algo,
+        config=FQEConfig(
+            batch_size=batch, gamma=GAMMA, learning_rate=3e-4, encoder_factory=enc, target_update_interval=100
+        ),
+        device="cpu:0",
+    )
+    fqe.build_with_dataset(dataset)
+    mb = dataset.sample_transition_batch(batch)
+    for _ in range(20):
+        fqe.update(mb)
+    upd = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(steps):
+            fqe.update(mb)
+        upd.append(steps / (time.perf_counter() - t))
+    fits = []
+    for _ in range(max(1, repeats // 2)):
+        t = time.perf_counter()
+        fqe.fit(
+            dataset, n_steps=steps, n_steps_per_epoch=steps, show_progress=False,
+            logger_adapter=NoopAdapterFactory(), with_timestamp=False,
+        )
+        fits.append(steps / (time.perf_counter() - t))
+    res = {
+        "d3rlpy_version": d3rlpy.__version__,
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "update_steps_per_s": statistics.median(upd),
+        "fit_steps_per_s": statistics.median(fits),
+    }
+    with open(out_path, "w") as f:
+        json.dump(res, f)
+
+
+# ------------------------------------------------------------------------------------------
+# Main benchmark (offrl_jax venv).
+# ------------------------------------------------------------------------------------------
+def _median_time(fn, repeats: int) -> float:
+    import jax
+
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def matmul_gflops(n: int = 1024, repeats: int = 7) -> float:
+    import jax
+    import jax.numpy as jnp
+
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = jax.jit(lambda x, y: x @ y)
+    jax.block_until_ready(f(a, b))
+    return 2 * n**3 / _median_time(lambda: f(a, b), repeats) / 1e9
+
+
+def cartpole_data(num_episodes: int):
+    import jax
+
+    from offrl_jax.data import to_transitions
+    from offrl_jax.envs.control import control_rollout
+    from offrl_jax.envs.control_policies import controller
+
+    beh = controller(ENV, epsilon=0.3)
+    roll = jax.jit(control_rollout, static_argnames=("env", "policy", "num_episodes", "horizon"))
+    traj = roll(jax.random.key(0), ENV, beh.policy, beh.params, num_episodes=num_episodes)
+    return traj, to_transitions(traj)
+
+
+def target_probs_fn():
+    import jax
+    import jax.numpy as jnp
+
+    from offrl_jax.envs.control_policies import controller
+
+    tgt = controller(ENV, epsilon=0.1)
+    actions = jnp.arange(2)
+
+    def probs(obs):
+        lp = jax.vmap(lambda o: jax.vmap(lambda a: tgt.policy.log_prob(tgt.params, o, a))(actions))(obs)
+        return jnp.exp(lp)
+
+    return tgt, probs
+
+
+def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1):
+    import jax
+
+    from offrl_jax.fitted import FittedQConfig, init_state, make_run
+
+    cfg = FittedQConfig(
+        num_actions=2, hidden_sizes=hidden, batch_size=batch, gamma=GAMMA, learning_rate=3e-4,
+        target_update_period=100,
+    )
+    run = make_run(cfg, policy)
+    keys = jax.random.split(jax.random.key(0), seeds)
+    init = jax.jit(jax.vmap(lambda k: init_state(k, cfg, data.observations[:1])))
+    states = init(keys)
+    f = jax.jit(jax.vmap(run, in_axes=(0, None, None)), static_argnums=2)
+    t = time.perf_counter()
+    jax.block_until_ready(f(states, data, steps))
+    compile_s = time.perf_counter() - t
+    run_s = _median_time(lambda: f(states, data, steps), repeats)
+    return compile_s, run_s, steps / run_s
+
+
+def fqe_accuracy(traj, data, policy, tgt, steps, mc_episodes):
+    import jax
+    import jax.numpy as jnp
+
+    from offrl_jax.envs.control import monte_carlo_value
+    from offrl_jax.fitted import FittedQConfig, initial_value, make_train
+
+    cfg = FittedQConfig(
+        num_actions=2, hidden_sizes=(256, 256), batch_size=256, gamma=GAMMA, learning_rate=3e-4,
+        target_update_period=25, num_steps=steps,
+    )
+    res = jax.jit(make_train(cfg, policy))(jax.random.key(1), data)
+    obs0 = traj.observations[:, 0]
+    est = float(initial_value(res.state.apply_fn, res.state.params, obs0, policy(obs0)))
+    mc = jax.jit(monte_carlo_value, static_argnames=("env", "policy", "num_episodes", "horizon", "gamma"))(
+        jax.random.key(123), ENV, tgt.policy, tgt.params, num_episodes=mc_episodes, horizon=None, gamma=GAMMA
+    )
+    return est, float(mc.mean), float(mc.standard_error), float(jnp.mean(res.metrics.loss[-100:]))
+
+
+def run_d3rlpy(data, traj, steps, repeats):
+    if not (os.path.exists("/work/peers-done") and os.path.exists(PEERS_PYTHON)):
+        return None
+    mask = np.asarray(traj.mask) > 0
+    disc = np.asarray(traj.discounts)
+    lengths = mask.sum(1)
+    term = np.zeros_like(disc)
+    tout = np.zeros_like(disc)
+    for n, length in enumerate(lengths):
+        if disc[n, length - 1] == 0:
+            term[n, length - 1] = 1.0
+        else:
+            tout[n, length - 1] = 1.0
+    with tempfile.TemporaryDirectory() as tmp:
+        npz, out = os.path.join(tmp, "data.npz"), os.path.join(tmp, "out.json")
+        np.savez(
+            npz,
+            observations=np.asarray(traj.observations)[mask].astype(np.float32),
+            actions=np.asarray(traj.actions)[mask].astype(np.int64),
+            rewards=np.asarray(traj.rewards)[mask].astype(np.float32),
+            terminals=term[mask].astype(np.float32),
+            timeouts=tout[mask].astype(np.float32),
+        )
+        cmd = [PEERS_PYTHON, os.path.abspath(__file__), "--d3rlpy-worker", npz, out, str(steps), str(repeats)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0 or not os.path.exists(out):
+            print("d3rlpy run failed:\n", proc.stderr[-2000:], file=sys.stderr)
+            return None
+        with open(out) as f:
+            return json.load(f)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--d3rlpy-worker", nargs=4, metavar=("NPZ", "OUT", "STEPS", "REPEATS"))
+    args, _ = ap.parse_known_args()
+    if args.d3rlpy_worker:
+        npz, out, steps, repeats = args.d3rlpy_worker
+        d3rlpy_worker(npz, out, int(steps), int(repeats), 256, 256)
+        return
+
+    import jax
+
+    from offrl_jax.fitted import mlp_flops
+
+    quick = args.quick
+    episodes = 40 if quick else 200
+    steps = 200 if quick else 1000
+    repeats = 3 if quick else 5
+    traj, data = cartpole_data(episodes)
+    tgt, policy = target_probs_fn()
+    gflops = matmul_gflops()
+
+    print(f"matmul {gflops:.1f} GFLOP/s", file=sys.stderr, flush=True)
+    compile_s, run_s, sps = fqe_speed(data, policy, (256, 256), 256, steps, repeats)
+    print(f"fqe 2x256: {sps:.0f} steps/s (compile {compile_s:.1f} s)", file=sys.stderr, flush=True)
+    step_flops = 4 * mlp_flops(4, (256, 256), 2, 256)  # fwd+bwd on s (3x) + target fwd on s'
+    frac = step_flops * sps / 1e9 / gflops
+
+    vm = []
+    for hidden in ((64, 64), (256, 256)):
+        base = None
+        for seeds in (1, 4, 16):
+            c, r, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds)
+            ss = s * seeds
+            base = ss if base is None else base
+            vm.append({"hidden": list(hidden), "seeds": seeds, "compile_s": c, "run_s": r,
+                       "seed_steps_per_s": ss, "vs_one_seed": ss / base})
+            print(f"vmap {hidden} x{seeds}: {ss:.0f} seed-steps/s", file=sys.stderr, flush=True)
+
+    d3 = run_d3rlpy(data, traj, steps=100 if quick else 400, repeats=repeats)
+    print(f"d3rlpy: {d3}", file=sys.stderr, flush=True)
+    acc_steps = 3000 if quick else 10000
+    est, mc_mean, mc_se, final_loss = fqe_accuracy(traj, data, policy, tgt, acc_steps, 200 if quick else 2000)
+
+    res = {
+        "device": jax.devices()[0].device_kind,
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax_version": jax.__version__,
+        "dtype": "float32",
+        "quick": quick,
+        "data": f"gymnax {ENV}, controller epsilon=0.3, {episodes} episodes, {int(data.rewards.shape[0])} transitions",
+        "matmul_gflops": gflops,
+        "fqe_2x256_b256": {"steps": steps, "compile_s": compile_s, "run_s": run_s, "steps_per_s": sps,
+                           "step_flops": step_flops, "fraction_of_matmul": frac},
+        "vmap": vm,
+        "d3rlpy": d3,
+        "accuracy": {"gamma": GAMMA, "train_steps": acc_steps, "fqe_estimate": est, "mc_mean": mc_mean,
+                     "mc_se": mc_se, "z": (est - mc_mean) / mc_se if mc_se > 1e-6 * abs(mc_mean) else None,
+                     "relative_error": abs(est - mc_mean) / abs(mc_mean), "final_loss": final_loss},
+    }
+    lines = [
+        "# fitted_speed",
+        "",
+        f"device {res['device']} ({os.cpu_count()} cores), jax {jax.__version__}, float32; data: {res['data']}.",
+        "",
+        "| measurement | value |",
+        "|---|---|",
+        f"| fp32 matmul 1024^3 | {gflops:.1f} GFLOP/s |",
+        f"| offrl_jax FQE 2x256, batch 256: steps/s (jitted scan of {steps}) | {sps:.0f} |",
+        f"| compile time | {compile_s:.2f} s |",
+        f"| step FLOPs / rate | {step_flops / 1e6:.1f} MFLOP, {step_flops * sps / 1e9:.1f} GFLOP/s = {100 * frac:.0f}% of matmul |",
+    ]
+    if d3:
+        lines += [
+            f"| d3rlpy {d3['d3rlpy_version']} DiscreteFQE update() alone: steps/s | {d3['update_steps_per_s']:.0f} |",
+            f"| d3rlpy DiscreteFQE fit() end to end: steps/s | {d3['fit_steps_per_s']:.0f} |",
+            f"| speed-up vs d3rlpy fit() (end to end) | {sps / d3['fit_steps_per_s']:.1f}x |",
+            f"| speed-up vs d3rlpy update() | {sps / d3['update_steps_per_s']:.1f}x |",
+        ]
+    else:
+        lines.append("| d3rlpy | not importable from /work/venv-peers: skipped |")
+    lines += [
+        "",
+        "| hidden | seeds | seed-steps/s | vs 1 seed | compile s |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {v['hidden']} | {v['seeds']} | {v['seed_steps_per_s']:.0f} | {v['vs_one_seed']:.2f} | {v['compile_s']:.2f} |" for v in vm]
+    a = res["accuracy"]
+    lines += [
+        "",
+        f"FQE accuracy (gamma {GAMMA}, {acc_steps} steps, target controller epsilon=0.1): "
+        f"FQE {est:.3f} vs Monte-Carlo {mc_mean:.3f} ± {mc_se:.3f} (SE); "
+        f"relative error {100 * a['relative_error']:.2f}%"
+        + (f", z = {a['z']:.1f}." if a["z"] is not None else " (SE 0: every Monte-Carlo episode reaches the 500-step limit)."),
+    ]
+    out_dir = os.path.join(HERE, "results")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "fitted_speed.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    with open(os.path.join(out_dir, "fitted_speed.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
