@@ -1,0 +1,617 @@
+"""Writes the lecture notebooks (``notebooks/*.ipynb``) from the cell sources below.
+
+Each notebook is kept here as plain Python in "percent" format: ``# %%`` starts a code cell and
+``# %% [markdown]`` a markdown cell whose lines are ``# ``-commented. The script writes nbformat 4
+JSON directly (no nbformat or jupyter needed), without outputs, so the notebooks can be
+regenerated after an edit:
+
+    python notebooks/build_notebooks.py
+
+``tests/test_notebooks.py`` runs the code cells of each written notebook and checks its results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+OPE = r'''
+# %% [markdown]
+# # 1. Off-policy evaluation: importance sampling, doubly robust, MAGIC, confidence bounds
+#
+# A behaviour policy $\pi_\beta$ logged $N$ trajectories $\tau_n = (s_0, a_0, r_0, \dots, s_{T-1}, a_{T-1}, r_{T-1})$.
+# We want the value of another policy $\pi$,
+# $$J(\pi) = \mathbb{E}_{\pi}\Big[\sum_{t=0}^{T-1} \gamma^t r_t\Big],$$
+# without running $\pi$. Every estimator below is compared with the **exact** $J(\pi)$, computed by
+# backward induction on the tabular MDP that generated the data.
+#
+# Notation (as in the library): per-step ratios $\rho_t = \pi(a_t|s_t)/\pi_\beta(a_t|s_t)$, cumulative
+# weights $w_{0:t} = \prod_{k\le t}\rho_k$ (computed in log space), returns $G_n = \sum_t \gamma^t r^n_t$.
+
+# %%
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # exact solves and estimators in float64
+import jax.numpy as jnp
+import numpy as np
+
+try:  # figures are optional
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+from offrl_jax import ope
+from offrl_jax.envs import estimate_mdp, model_q_hat, rollout
+from offrl_jax.envs.suite import graph_policy, make_problem, problem_value
+
+results = {}  # key numbers of this notebook (checked by tests/test_notebooks.py)
+
+# %% [markdown]
+# ## The problem: the COBS Graph
+# 32 states in columns, two actions, $T = 16$ steps, $\gamma = 0.98$, stochastic transitions (the
+# intended next state with probability 0.75) and a dense reward of $\pm 1$. Both policies ignore the
+# state: $\pi_\beta(a_0) = 0.8$ and $\pi(a_0) = 0.2$, so the target does mostly what the behaviour
+# rarely does. `make_problem` bundles the MDP, the two policies, $N = 256$ and $T = 16$.
+
+# %%
+problem = make_problem("graph", dtype=jnp.float64)
+mdp, gamma, N, T = problem.mdp, float(problem.mdp.gamma), problem.num_episodes, problem.horizon
+true_value = float(problem_value(problem))                       # exact J(pi), backward induction
+behavior_value = float(problem_value(problem, problem.behavior))  # exact J(pi_beta)
+
+collect = jax.jit(rollout, static_argnums=(3, 4))  # one compile, reused below
+data = collect(jax.random.key(0), mdp, problem.behavior, N, T, problem.target)
+returns = data.returns(gamma)
+print(f"J(pi) = {true_value:.4f}   J(pi_beta) = {behavior_value:.4f}")
+print(f"mean logged return = {float(returns.mean()):.4f}  (estimates J(pi_beta), not J(pi))")
+results.update(true_value=true_value, behavior_value=behavior_value)
+
+# %% [markdown]
+# ## Importance sampling (Precup, Sutton & Singh 2000)
+# $$\hat J_{IS} = \frac1N\sum_n w^n_{0:T-1} G_n, \qquad
+#   \hat J_{PDIS} = \frac1N \sum_n \sum_t \gamma^t w^n_{0:t} r^n_t,$$
+# both unbiased (PDIS weights a reward only by the ratios of the actions before it). The
+# self-normalised forms divide by the sum of weights instead of $N$:
+# $$\hat J_{WIS} = \frac{\sum_n w^n_{0:T-1} G_n}{\sum_n w^n_{0:T-1}}, \qquad
+#   \hat J_{WPDIS} = \sum_t \gamma^t \frac{\sum_n w^n_{0:t} r^n_t}{\sum_n w^n_{0:t}},$$
+# biased but consistent, and WIS always lies in $[\min_n G_n, \max_n G_n]$.
+#
+# ## Models: direct method, doubly robust, WDR, MAGIC
+# A model $\hat Q$ (here the maximum-likelihood tabular model fitted to the same data, solved exactly
+# for $\pi$) gives the *direct method* $\hat J_{DM} = \frac1N\sum_n \hat V(s^n_0)$ with
+# $\hat V(s) = \sum_a \pi(a|s)\hat Q(s,a)$. *Doubly robust* (Jiang & Li 2016) uses $\hat Q$ as a control
+# variate inside PDIS, by the backward recursion
+# $$V_{DR}(T) = 0,\qquad V_{DR}(t) = \hat V(s_t) + \rho_t\big(r_t + \gamma V_{DR}(t+1) - \hat Q(s_t,a_t)\big),
+#   \qquad \hat J_{DR} = \frac1N\sum_n V^n_{DR}(0).$$
+# WDR self-normalises the weights at each step; MAGIC (Thomas & Brunskill 2016) mixes the off-policy
+# $j$-step returns $g^{(j)}$ (model after step $j$, WDR before it) with simplex weights
+# $x^\star = \arg\min_{x\in\Delta} x^\top(\hat\Omega + \hat b\hat b^\top)x$ that trade the
+# covariance $\hat\Omega$ against a bootstrap bias estimate $\hat b$.
+#
+# `ope.evaluate` runs them all in one compiled program, with Student-t intervals for the means of
+# i.i.d. terms (IS, PDIS, DM, DR) and percentile-bootstrap intervals for the ratio estimators.
+
+# %%
+@jax.jit
+def fit_model(d):
+    """Maximum-likelihood tabular model, solved exactly for pi: Q_hat(s_t, a_t), V_hat(s_t), [N, T]."""
+    model = estimate_mdp(d, mdp.num_observations, mdp.num_actions, gamma, horizon=T)
+    return model_q_hat(model, problem.target, d)
+
+
+q_taken, v_hat = fit_model(data)
+table = ope.evaluate(
+    data, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
+    q_hat=ope.ModelTerms(q_taken, v_hat), true_value=true_value, key=jax.random.key(1), num_resamples=200,
+)
+print(table)
+results["estimates"] = table.to_dict()
+results["return_range"] = (float(returns.min()), float(returns.max()))
+
+# %% [markdown]
+# IS is far off, with a *narrow* interval: the trajectory weights are products of 16 factors in
+# $\{0.25, 4\}$, almost all trajectories carry a tiny weight and the rare heavy ones were never drawn.
+# The interval is only as good as the sample variance, which is itself badly underestimated. The
+# model-based estimators are far better here because the MDP is fully observed and the model is
+# nearly right; DR keeps it honest with the importance-weighted correction.
+#
+# ## Confidence bounds
+# With a milder target, $\pi(a_0) = 0.6$, compare an approximate Student-t lower bound
+# $\bar X - t_{1-\delta,N-1}\hat\sigma/\sqrt N$ on the IS terms $X_n = w^n G_n$ with the
+# finite-sample HCOPE bound (Thomas, Theocharous & Ghavamzadeh 2015): normalise the returns to
+# $[0,1]$, truncate $Y_n = \min(X_n, c)$ at a $c$ chosen on 5% of the data, and apply the empirical
+# Bernstein inequality on the rest,
+# $$LB = \bar Y - \frac{7c\ln(2/\delta)}{3(n-1)} - \sqrt{\frac{2\ln(2/\delta)\, s^2_Y}{n}} .$$
+
+# %%
+mild = graph_policy(mdp, 0.6)
+mild_value = float(problem_value(problem, mild))
+data_mild = collect(jax.random.key(2), mdp, problem.behavior, N, T, mild)  # same shapes: no recompile
+log_ratios_mild = ope.log_importance_ratios(data_mild.target_log_probs, data_mild.behavior_log_probs, data_mild.mask)
+log_w = jnp.sum(log_ratios_mild, axis=1)             # log w_{0:T-1} per trajectory
+g_mild = data_mild.returns(gamma)
+g_max = (1 - gamma**T) / (1 - gamma)                 # |r| <= 1, so G in [-g_max, g_max]
+t_lower = ope.student_t_interval(jnp.exp(log_w) * g_mild, 0.95, side="lower").lower
+hcope = jax.jit(ope.hcope_lower_bound, static_argnames="confidence")(
+    jax.random.key(3), log_w, g_mild, -g_max, g_max, confidence=0.95)
+print(f"J(pi_mild) = {mild_value:.4f}; IS estimate = {float(hcope.estimate):.4f}")
+print(f"95% lower bounds: Student-t {float(t_lower):.4f} (approximate), HCOPE {float(hcope.lower):.4f} (exact)")
+results.update(mild_value=mild_value, t_lower=float(t_lower), hcope_lower=float(hcope.lower),
+               hcope_estimate=float(hcope.estimate))
+
+# %% [markdown]
+# ## Why importance weights explode with the horizon
+# Both policies here ignore the state, so the ratios are i.i.d. across steps with
+# $\mathbb{E}_\beta[\rho] = 1$ and $c = \mathbb{E}_\beta[\rho^2] = \sum_a \pi(a)^2/\pi_\beta(a)$. Hence
+# $$\mathbb{E}_\beta\big[w_{0:t}^2\big] = c^{\,t+1},$$
+# exponential in the horizon, and the effective sample size of the weights at step $t$,
+# $\mathrm{ESS}_t = (\sum_n w^n_{0:t})^2/\sum_n (w^n_{0:t})^2 \approx N / c^{t+1}$, collapses: for
+# $\pi(a_0) = 0.2$, $c = 0.04/0.8 + 0.64/0.2 = 3.25$, so after 4 steps only about 1% of the data
+# is effectively used. This is what marginalised importance sampling (notebook 2) fixes.
+
+# %%
+def ess_curves(pi_a0, d):
+    pi, beta = np.array([pi_a0, 1 - pi_a0]), np.array([0.8, 0.2])
+    c = float(np.sum(pi**2 / beta))
+    lr = ope.log_importance_ratios(d.target_log_probs, d.behavior_log_probs, d.mask)
+    return c, np.asarray(ope.per_timestep_ess(lr, d.mask))
+
+c_far, ess_far = ess_curves(0.2, data)
+c_mild, ess_mild = ess_curves(0.6, data_mild)
+steps = np.arange(T)
+for t in (0, 1, 3, 7, 15):
+    print(f"t={t:2d}  ESS (pi=0.2): {ess_far[t]:7.2f} vs N/c^(t+1) = {N / c_far ** (t + 1):9.4f}   "
+          f"ESS (pi=0.6): {ess_mild[t]:7.2f} vs {N / c_mild ** (t + 1):7.2f}")
+results.update(c_far=c_far, c_mild=c_mild, ess_far=ess_far, ess_mild=ess_mild)
+if plt is not None:
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(steps, ess_far / N, "o-", label=r"$\pi(a_0)=0.2$: data")
+    ax.semilogy(steps, c_far ** -(steps + 1.0), "k--", label=r"$c^{-(t+1)}$, $c=3.25$")
+    ax.semilogy(steps, ess_mild / N, "s-", label=r"$\pi(a_0)=0.6$: data")
+    ax.semilogy(steps, c_mild ** -(steps + 1.0), "k:", label=r"$c^{-(t+1)}$, $c=1.25$")
+    ax.set(xlabel="step t", ylabel="ESS / N", title="Importance weights collapse with the horizon")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+
+# %% [markdown]
+# The measured ESS sits at or above $N/c^{t+1}$ for large $t$ because the heavy tail of $w$ is not
+# sampled: the sample second moment underestimates $c^{t+1}$, which is exactly why IS looked
+# confident and was wrong above.
+'''
+
+MIS_PG = r'''
+# %% [markdown]
+# # 2. Marginalised importance sampling and offline policy gradients
+#
+# Notebook 1 showed that the product of ratios $w_{0:t} = \prod_{k\le t}\rho_k$ has second moment
+# $c^{t+1}$: its variance is exponential in the horizon. Marginalised importance sampling (MIS)
+# replaces the product by a ratio of *state-action distributions*, which does not compound:
+# $$w_t(s,a) = \frac{d^\pi_t(s,a)}{d^{\pi_\beta}_t(s,a)}, \qquad
+#   \hat J_{MIS} = \frac1N\sum_n\sum_t \gamma^t\, \hat w_t(s^n_t,a^n_t)\, r^n_t .$$
+# The same importance weights then give offline policy gradients.
+
+# %%
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+try:
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+from offrl_jax import mis, ope, pg
+from offrl_jax.envs import occupancy, policy_value, rollout
+from offrl_jax.envs.suite import make_problem, problem_value
+
+results = {}
+collect = jax.jit(rollout, static_argnums=(3, 4))
+
+# %% [markdown]
+# ## Finite horizon: time-indexed MIS (Xie, Ma & Wang 2019)
+# Estimate the target's marginals forward in time from counts: with $\hat d^D_t(s,a)$ the fraction of
+# trajectories at $(s,a)$ at step $t$ and $\hat P$ the empirical transition model,
+# $$\hat d^\pi_0(s,a) = \hat d^D_0(s)\pi(a|s),\qquad
+#   \hat d^\pi_{t+1}(s',a') = \pi(a'|s')\sum_{s,a}\hat d^\pi_t(s,a)\hat P_t(s'|s,a),\qquad
+#   \hat w_t = \hat d^\pi_t / \hat d^D_t .$$
+# No behaviour probabilities are needed. On the Graph problem of notebook 1 ($T = 16$, target far
+# from behaviour) compare with PDIS on the same data, over 32 independent datasets.
+
+# %%
+graph = make_problem("graph", dtype=jnp.float64)
+g_mdp, g_gamma = graph.mdp, float(graph.mdp.gamma)
+g_true = float(problem_value(graph))
+
+
+def finite_horizon_estimates(key):
+    """One dataset of N = 256 episodes: PDIS and time-indexed MIS (per-step and pooled models)."""
+    d = rollout(key, g_mdp, graph.behavior, graph.num_episodes, graph.horizon, graph.target)
+    log_ratios = ope.log_importance_ratios(d.target_log_probs, d.behavior_log_probs, d.mask)
+    out = {"pdis": ope.per_decision_is(d.rewards, log_ratios, d.mask, g_gamma, validate=False)}
+    for name, pooled in (("mis", False), ("mis_pooled", True)):
+        r = mis.tabular_time_ratios(d.observations, d.actions, d.next_observations, d.discounts, d.mask,
+                                    graph.target, pooled=pooled)
+        out[name] = mis.mis_finite_horizon(r.weights, d.rewards, d.mask, g_gamma)
+    return out, d
+
+
+# 32 independent datasets at once: jax.vmap over PRNG keys, one compiled program.
+many, datasets = jax.jit(jax.vmap(finite_horizon_estimates))(jax.random.split(jax.random.key(0), 32))
+g_data = jax.tree_util.tree_map(lambda x: x[0], datasets)  # the first dataset, reused below
+fh = {k: float(v[0]) for k, v in many.items()}
+rmse = {k: float(jnp.sqrt(jnp.mean((v - g_true) ** 2))) for k, v in many.items()}
+print(f"exact J(pi) = {g_true:.4f}")
+for k in many:
+    print(f"{k:11s} first dataset {fh[k]:8.4f} (error {fh[k] - g_true:+.4f});  RMSE over 32 datasets {rmse[k]:.3f}")
+results.update(graph_true=g_true, graph=fh, graph_rmse=rmse, graph_many={k: np.asarray(v) for k, v in many.items()})
+
+# %% [markdown]
+# MIS is as accurate as the model-based estimators of notebook 1, an order of magnitude better than
+# PDIS. On this layered graph every state is visited at a single step, so the per-step and pooled
+# transition models coincide, and tabular MIS equals the certainty-equivalence (model) estimate.
+
+# %% [markdown]
+# ## Discounted, infinite horizon: the Bellman-flow equation
+# For $\gamma < 1$ the normalised occupancy $d^\pi(s,a) = (1-\gamma)\sum_t\gamma^t \Pr_\pi(s_t=s,a_t=a)$
+# satisfies $d^\pi = (1-\gamma)\,d_0 + \gamma P_\pi^\top d^\pi$, and $J(\pi) = \mathbb{E}_{d^\pi}[r]/(1-\gamma)$.
+# `mis.tabular_ratios` solves the empirical flow equation from counts for $w = d^\pi/d^D$
+# (`mis.tabular_mis` does the same from a `Trajectories` container, with host-side checks), and
+# `mis.mis_estimate` returns $\hat J = \frac{1}{1-\gamma}\frac1M\sum_m w(s_m,a_m)r_m$. On the 20-state chain walk
+# (Lagoudakis & Parr 2003; uniform behaviour, target 0.1-greedy on $Q^*$, 100 episodes of 100 steps)
+# the product weights over 100 steps are hopeless, while MIS needs only the ratio of two
+# distributions over 40 pairs. The exact ratios come from `occupancy` and
+# `mis.logged_distribution`.
+
+# %%
+chain = make_problem("chain_walk_20", dtype=jnp.float64)
+c_mdp, c_gamma = chain.mdp, float(chain.mdp.gamma)
+c_true = float(policy_value(c_mdp, chain.target))       # infinite-horizon discounted J(pi)
+
+
+@jax.jit
+def chain_estimates(key):
+    d = rollout(key, c_mdp, chain.behavior, chain.num_episodes, chain.horizon, chain.target)
+    ratios = mis.tabular_ratios(d.observations, d.actions, d.next_observations, d.discounts,
+                                d.observations[:, 0], chain.target, c_gamma, mask=d.mask)
+    w = mis.ratios_at(ratios.weights, d.observations, d.actions)          # w(s_m, a_m), [N, T]
+    log_ratios = ope.log_importance_ratios(d.target_log_probs, d.behavior_log_probs, d.mask)
+    return dict(
+        mis=mis.mis_estimate(w, d.rewards, c_gamma, d.mask),
+        mis_sn=mis.mis_estimate(w, d.rewards, c_gamma, d.mask, self_normalize=True),
+        pdis=ope.per_decision_is(d.rewards, log_ratios, d.mask, c_gamma, validate=False),
+        ratios=ratios.weights,
+    )
+
+
+est = chain_estimates(jax.random.key(2))
+exact = mis.exact_ratios(occupancy(c_mdp, chain.target), mis.logged_distribution(c_mdp, chain.behavior, chain.horizon))
+ratio_err = float(jnp.max(jnp.abs(est["ratios"] - exact.weights)))
+print(f"exact J(pi) = {c_true:.4f}; MIS {float(est['mis']):.4f}, self-normalised "
+      f"{float(est['mis_sn']):.4f}; PDIS {float(est['pdis']):.4f}")
+print(f"max |w_hat - w| over (s, a) = {ratio_err:.3f} (max w = {float(exact.weights.max()):.2f})")
+results.update(chain_true=c_true, chain_mis=float(est["mis"]), chain_mis_sn=float(est["mis_sn"]),
+               chain_pdis=float(est["pdis"]), chain_ratio_err=ratio_err)
+if plt is not None:
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.plot(exact.weights.ravel(), est["ratios"].ravel(), "o", ms=4)
+    lim = float(exact.weights.max()) * 1.1
+    ax.plot([0, lim], [0, lim], "k--", lw=1)
+    ax.set(xlabel="exact $d^\\pi/d^D$", ylabel="estimated ratio", title="Chain walk: MIS ratios")
+    fig.tight_layout()
+
+# %% [markdown]
+# ## Offline policy gradient with importance weights
+# Differentiate the PDIS estimate of $J(\pi_\theta)$ with respect to $\theta$: with
+# $g_t = \nabla_\theta\log\pi_\theta(a_t|s_t)$,
+# $$\nabla_\theta \hat J = \frac1N\sum_n\sum_t g^n_t\sum_{t'\ge t}\gamma^{t'} w^n_{0:t'} r^n_{t'}$$
+# (the causal, per-decision form; the trajectory-wise form multiplies $\sum_t g_t$ by
+# $w_{0:T-1}G$). Both are unbiased. `pg.per_decision_surrogate` returns a scalar whose `jax.grad`
+# is this estimate. With a tabular softmax policy on the Graph problem, started at
+# $\pi_\theta = \pi_\beta$, compare the estimate over 32 datasets with the **exact** gradient,
+# obtained by differentiating the exact $J(\pi_\theta)$ (a backward induction) with `jax.grad`.
+
+# %%
+num_obs, num_act = g_mdp.num_observations, g_mdp.num_actions
+policy = pg.tabular_softmax(num_obs, num_act, init_logits=jnp.log(graph.behavior), dtype=jnp.float64)
+theta0 = policy.init(jax.random.key(0))
+all_obs = jnp.arange(num_obs)
+
+
+def exact_value(theta):
+    return policy_value(g_mdp, policy.probs(theta, all_obs))
+
+
+exact_grad = jax.grad(exact_value)(theta0)
+
+
+def grad_estimates(key):
+    d = rollout(key, g_mdp, graph.behavior, 128, graph.horizon)
+    def surrogate(theta, kind):
+        lp = policy.log_prob(theta, d.observations, d.actions)
+        if kind == "per_decision":
+            return pg.per_decision_surrogate(lp, d.behavior_log_probs, d.rewards, d.mask, g_gamma)
+        return pg.trajectory_surrogate(lp, d.behavior_log_probs, d.rewards, d.mask, g_gamma)
+    return {k: jax.grad(surrogate)(theta0, k) for k in ("per_decision", "trajectory")}
+
+
+grads = jax.jit(jax.vmap(grad_estimates))(jax.random.split(jax.random.key(3), 32))
+u = exact_grad / jnp.linalg.norm(exact_grad)              # exact ascent direction
+for k, g in grads.items():
+    proj = jnp.sum(g * u[None], axis=(1, 2))                 # <g_hat, u> per dataset
+    total_var = float(jnp.sum(jnp.var(g, axis=0)))
+    print(f"{k:12s} <g_hat, u> = {float(proj.mean()):.3f} +- {float(proj.std(ddof=1) / np.sqrt(32)):.3f}"
+          f"  (exact |grad J| = {float(jnp.linalg.norm(exact_grad)):.3f});  total variance {total_var:.2f}")
+    results[f"pg_{k}"] = dict(proj_mean=float(proj.mean()), proj_se=float(proj.std(ddof=1) / np.sqrt(32)),
+                              total_var=total_var)
+results["pg_exact_norm"] = float(jnp.linalg.norm(exact_grad))
+
+# %% [markdown]
+# Now learn: Adam on $-\hat J$ from one fixed dataset, 4 rounds of 25 full-batch steps, reporting
+# after each round the surrogate's own estimate and the **exact** value of the learned policy. As
+# $\pi_\theta$ moves away from $\pi_\beta$ the weights degenerate and the estimate stops being
+# trustworthy, the offline version of distribution shift.
+
+# %%
+learner = pg.make_learner(policy, optax.adam(0.05), pg.make_surrogate("per_decision", g_gamma))
+train_round = jax.jit(lambda state, batch: pg.run_steps(learner, state, batch, 25))
+batch = pg.pg_batch(g_data)
+state = learner.init(jax.random.key(4))
+curve = [(0, float(exact_value(state.params)), float("nan"))]
+for r in range(4):
+    state, metrics = train_round(state, batch)
+    curve.append((25 * (r + 1), float(exact_value(state.params)), float(metrics.estimate[-1])))
+for step, exact_j, est in curve:
+    print(f"step {step:3d}: exact J(pi_theta) = {exact_j:.3f}   PDIS estimate = {est:.3f}")
+results["pg_curve"] = curve
+'''
+
+LINEAR_FITTED = r'''
+# %% [markdown]
+# # 3. Linear value functions (LSTD, LSTDQ, LSPI), fitted Q evaluation, and distribution shift
+#
+# Instead of reweighting returns, fit $Q^\pi$ from transitions $(s_m, a_m, r_m, s'_m)$ and read off
+# $J(\pi) = \mathbb{E}_{s_0}[\sum_a\pi(a|s_0)Q^\pi(s_0,a)]$. The data come from the 20-state chain walk
+# (Lagoudakis & Parr 2003: actions L/R succeed with probability 0.9, reward 1 at both ends,
+# $\gamma = 0.9$), 100 episodes of 100 steps under the uniform policy; the target is 0.1-greedy on $Q^*$.
+
+# %%
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+
+try:
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+from offrl_jax import fitted, linear, policies
+from offrl_jax.data import to_transitions
+from offrl_jax.envs import estimate_mdp, policy_value, q_values, rollout, value_iteration
+from offrl_jax.envs.suite import garnet, make_problem
+
+results = {}
+problem = make_problem("chain_walk_20", dtype=jnp.float64)
+mdp, gamma, target = problem.mdp, float(problem.mdp.gamma), problem.target
+S, A = mdp.num_states, mdp.num_actions
+data = jax.jit(rollout, static_argnums=(3, 4))(jax.random.key(0), mdp, problem.behavior, 100, 100)
+s, a, r = data.observations.ravel(), data.actions.ravel(), data.rewards.ravel()
+s_next, disc = data.next_observations.ravel(), data.discounts.ravel()
+true_q = q_values(mdp, target)                         # exact [S, A] Q^pi
+true_value = float(policy_value(mdp, target))
+print(f"{s.size} transitions; exact J(pi) = {true_value:.4f}")
+
+# %% [markdown]
+# ## LSTDQ (Lagoudakis & Parr 2003)
+# With features $\phi(s,a)\in\mathbb{R}^K$ and $\phi'_\pi(s') = \sum_{a'}\pi(a'|s')\phi(s',a')$ (the
+# *evaluated* policy's next action, which makes it off-policy), LSTDQ solves the TD fixed point
+# $$\Big[\sum_m \phi(s_m,a_m)\big(\phi(s_m,a_m) - \gamma d_m\phi'_\pi(s'_m)\big)^\top\Big] w
+#   = \sum_m\phi(s_m,a_m) r_m .$$
+# With one-hot (tabular) features and every pair visited, this is exactly $Q^\pi$ of the
+# maximum-likelihood model (certainty equivalence): we check that identity, then compare both with
+# the true $Q^\pi$.
+
+# %%
+phi_onehot = jnp.eye(S * A, dtype=jnp.float64).reshape(S, A, S * A)   # phi(s, a) = e_{(s, a)}
+
+
+def next_pi(phi_table, pi):
+    return linear.expected_features(phi_table[s_next], pi[s_next])     # sum_a' pi(a'|s') phi(s', a')
+
+
+w_tab = linear.lstdq(phi_onehot[s, a], next_pi(phi_onehot, target), r, disc, gamma)
+model = estimate_mdp(data, S, A, gamma)                                  # S + 1 states (absorbing end)
+pi_ext = jnp.concatenate([target, jnp.full((1, A), 1.0 / A)])
+q_model = q_values(model, pi_ext)[:S]
+lstdq_vs_model = float(jnp.max(jnp.abs(w_tab.reshape(S, A) - q_model)))
+lstdq_vs_true = float(jnp.max(jnp.abs(w_tab.reshape(S, A) - true_q)))
+print(f"max |LSTDQ - model Q| = {lstdq_vs_model:.2e}   max |LSTDQ - true Q^pi| = {lstdq_vs_true:.3f}")
+results.update(lstdq_vs_model=lstdq_vs_model, lstdq_vs_true=lstdq_vs_true)
+
+# %% [markdown]
+# ## The linear model identity (Parr et al. 2008)
+# Fit a linear *model* in feature space by least squares: the reward model
+# $w_r = (\Phi^\top\Phi)^{-1}\Phi^\top r$ and the feature-transition model
+# $F = (\Phi^\top\Phi)^{-1}\Phi^\top\Phi'_\pi$; then solve the model, $w = (I - \gamma F)^{-1}w_r$.
+# Algebra gives $w = (\Phi^\top\Phi - \gamma\Phi^\top\Phi'_\pi)^{-1}\Phi^\top r$: the same weights as
+# LSTDQ, for any features. Check it with the polynomial basis of the LSPI paper,
+# $\phi(s,a) = e_a\otimes\big(1, z, z^2, z^3, z^4\big)$, $z = 10(s+1)/S$ (10 features).
+
+# %%
+z = 10.0 * (jnp.arange(S, dtype=jnp.float64) + 1) / S
+poly_state = jnp.stack([z**k for k in range(5)], axis=-1)              # [S, 5]
+phi_poly = jnp.einsum("ab,sk->sabk", jnp.eye(A), poly_state).reshape(S, A, A * 5)
+w_lstdq = linear.lstdq(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
+w_model = linear.linear_model_value(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
+identity_gap = float(jnp.max(jnp.abs(w_lstdq - w_model)) / jnp.max(jnp.abs(w_lstdq)))
+q_poly = phi_poly @ w_lstdq                                                # [S, A]
+poly_value = float(mdp.initial @ jnp.sum(target * q_poly, -1))
+print(f"relative |LSTDQ - linear model| = {identity_gap:.1e}")
+print(f"J from the polynomial Q: {poly_value:.3f} vs exact {true_value:.3f} (approximation error of 10 features)")
+results.update(identity_gap=identity_gap, poly_value=poly_value, true_value=true_value)
+
+# %% [markdown]
+# ## LSPI: policy iteration on a fixed batch
+# Repeat: $\pi_k(s) = \arg\max_a \phi(s,a)^\top w_k$, then $w_{k+1} = \mathrm{LSTDQ}(D, \pi_k)$, on the
+# same samples, until $\|w_{k+1}-w_k\|_2\le\varepsilon$. We count the states where $\pi_k$ differs
+# from the optimal policy (value iteration on the true MDP).
+
+# %%
+lspi_res = jax.jit(linear.lspi, static_argnames=("max_iterations",))(
+    phi_poly[s, a], phi_poly[s_next], r, disc, gamma, max_iterations=8, state_features=phi_poly)
+optimal_actions = jnp.argmax(value_iteration(mdp)[0], -1)
+hamming = np.asarray(jnp.sum(lspi_res.greedy_history != optimal_actions[None], axis=1))
+print(f"iterations run: {int(lspi_res.iterations)}; converged: {bool(lspi_res.converged)}")
+print("states where pi_k != pi*, k = 0, 1, ...:", hamming.tolist())
+lspi_policy = policies.deterministic(lspi_res.greedy_history[-1], A, jnp.float64)
+results.update(lspi_hamming=hamming, lspi_value=float(policy_value(mdp, lspi_policy)),
+               optimal_value=float(policy_value(mdp, value_iteration(mdp)[1])))
+
+# %% [markdown]
+# ## Fitted Q evaluation with a network (Le, Voloshin & Yue 2019)
+# FQE replaces the linear solve by repeated regression onto frozen targets,
+# $$\hat Q_{k} = \arg\min_Q \sum_m\Big(Q(s_m,a_m) - r_m - \gamma d_m\sum_{a'}\pi(a'|s'_m)\hat Q_{k-1}(s'_m,a')\Big)^2,$$
+# here with a flax MLP on one-hot states trained by optax (`fitted.fitted_q_iteration`: $K$ outer
+# iterations of a few Adam steps, the whole loop one compiled `lax.scan`). The estimate is
+# $\hat J = \frac1N\sum_n\sum_a\pi(a|s^n_0)\hat Q_K(s^n_0,a)$.
+
+# %%
+transitions = to_transitions(data)
+config = fitted.FittedQConfig(num_actions=A, method="fqe", gamma=gamma, hidden_sizes=(32,), num_observations=S,
+                              num_steps=50, batch_size=512, learning_rate=1e-2, dtype="float64")
+fqe = fitted.fitted_q_iteration(jax.random.key(1), transitions, config, num_iterations=60, policy=target)
+q_fqe = fitted.q_network(config).apply(fqe.state.params, jnp.arange(S))
+fqe_value = float(mdp.initial @ jnp.sum(target * q_fqe, -1))
+print(f"FQE: J_hat = {fqe_value:.3f}   LSTDQ (tabular) = {float(mdp.initial @ jnp.sum(target * q_model, -1)):.3f}"
+      f"   exact = {true_value:.3f}")
+results.update(fqe_value=fqe_value, fqe_q_err=float(jnp.max(jnp.abs(q_fqe - q_model))))
+
+# %% [markdown]
+# ## Distribution shift: how well it thinks it does vs how well it does
+# Learning a policy offline, the learner evaluates its own greedy policy with its own $\hat Q$:
+# it *thinks* it gets $\sum_s d_0(s)\max_a\hat Q_k(s,a)$, and it actually *does* get $J(\pi_k)$ (exact).
+# The max picks out actions whose values are over-estimated, and where the data never tried those
+# actions nothing corrects the error. On a Garnet MDP (20 states, 4 actions, $\gamma = 0.9$, reward noise)
+# with tabular features, compare narrow data (a near-deterministic behaviour policy, 2% random) and
+# broad data (50% random), running LSPI and linear FQI on each.
+
+# %%
+g_mdp = garnet(0, 20, 4, 3, gamma=0.9, reward_std=1.0, dtype=jnp.float64)
+base = policies.deterministic(jnp.asarray(np.random.default_rng(0).integers(0, 4, 20)), 4, jnp.float64)
+behaviors = jnp.stack([policies.mixture(base, policies.uniform(20, 4, jnp.float64), 1.0 - eps) for eps in (0.02, 0.5)])
+phi_g = jnp.eye(80, dtype=jnp.float64).reshape(20, 4, 80)
+shift = jax.jit(jax.vmap(lambda b: linear.distribution_shift(
+    jax.random.key(2), g_mdp, phi_g, b, 20, 40, ridge=1e-3, lspi_iterations=10, fqi_iterations=30)))(behaviors)
+for i, name in enumerate(("narrow", "broad")):
+    print(f"{name:6s} coverage {float(shift.coverage[i]):.2f}:  LSPI thinks {float(shift.lspi.thinks[i, -1]):7.2f}, "
+          f"does {float(shift.lspi.does[i, -1]):6.2f};  FQI thinks {float(shift.fqi.thinks[i, -1]):7.2f}, "
+          f"does {float(shift.fqi.does[i, -1]):6.2f};  optimal {float(shift.optimal[i]):.2f}")
+results["shift"] = jax.tree_util.tree_map(np.asarray, shift)
+if plt is not None:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    for i, (ax, name) in enumerate(zip(axes, ("narrow data (2% random)", "broad data (50% random)"))):
+        k = np.arange(shift.fqi.thinks.shape[1])
+        ax.plot(k, shift.fqi.thinks[i], label="FQI thinks")
+        ax.plot(k, shift.fqi.does[i], label="FQI does")
+        ax.axhline(float(shift.optimal[i]), color="k", ls="--", lw=1, label="optimal")
+        ax.set(title=name, xlabel="iteration k")
+    axes[0].set_ylabel("value")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+
+# %% [markdown]
+# With narrow data the learner believes its greedy policy is better than it is and returns a policy
+# far from optimal: most (state, action) pairs were never tried, so their values are whatever the
+# fit extrapolates to (here the ridge shrinks them to 0), and the max over actions follows those
+# guesses rather than evidence. Broad data keep "thinks" close to "does", both near the optimum.
+# This is the gap that conservative and policy-constrained offline RL methods are designed to close.
+'''
+
+NOTEBOOKS: Dict[str, str] = {
+    "01_off_policy_evaluation": OPE,
+    "02_marginalised_is_and_policy_gradient": MIS_PG,
+    "03_linear_and_fitted_q": LINEAR_FITTED,
+}
+
+_MARKER = re.compile(r"^# %%(?P<kind>.*)$", re.M)
+
+
+def parse_cells(source: str) -> List[dict]:
+    """Splits percent-format ``source`` into nbformat-4 cell dicts (markdown lines un-commented)."""
+    cells = []
+    marks = list(_MARKER.finditer(source))
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(source)
+        text = source[m.end():end].strip("\n")
+        if "[markdown]" in m.group("kind"):
+            lines = [ln[2:] if ln.startswith("# ") else ln.lstrip("#") for ln in text.splitlines()]
+            cell = {"cell_type": "markdown", "metadata": {}, "source": _lines("\n".join(lines))}
+        else:
+            cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                    "source": _lines(text)}
+        cells.append(cell)
+    return cells
+
+
+def _lines(text: str) -> List[str]:
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + [parts[-1]]
+
+
+def notebook(source: str) -> dict:
+    """The nbformat-4 JSON document of one notebook."""
+    return {
+        "cells": parse_cells(source),
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+
+
+def build(folder: str = HERE) -> List[str]:
+    """Writes every notebook into ``folder``; returns the paths written."""
+    paths = []
+    for name, source in NOTEBOOKS.items():
+        nb = notebook(source)
+        for i, cell in enumerate(nb["cells"]):
+            cell["id"] = f"{name[:2]}-{i:02d}"
+        path = os.path.join(folder, name + ".ipynb")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(nb, f, indent=1, ensure_ascii=False)
+            f.write("\n")
+        paths.append(path)
+    return paths
+
+
+if __name__ == "__main__":
+    for p in build():
+        print("wrote", p)

@@ -1,0 +1,108 @@
+"""Shared tabular problems with exact expected data for the linear-solver tests."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from offrl_jax.envs import TabularMDP
+
+
+def _random_mdp(seed, num_states=5, num_actions=3, gamma=0.9, terminal_last=False):
+    rng = np.random.default_rng(seed)
+    p = rng.dirichlet(np.ones(num_states), size=(num_states, num_actions))
+    r = rng.normal(size=(num_states, num_actions))
+    term = None
+    if terminal_last:
+        term = np.zeros(num_states, bool)
+        term[-1] = True
+        p[-1] = 0.0
+        p[-1, :, -1] = 1.0
+        r[-1] = 0.0
+    d0 = rng.dirichlet(np.ones(num_states))
+    return TabularMDP.create(p, r, d0, gamma, terminal=term, dtype=jnp.float64)
+
+
+def _random_policy(seed, num_states, num_actions):
+    return jnp.asarray(np.random.default_rng(seed).dirichlet(np.ones(num_actions), size=num_states))
+
+
+def _one_hot_table(num_states, num_actions):
+    """[S, A, S*A] one-hot (s, a) features, block a*S + s (replicated per action)."""
+    eye = np.eye(num_states * num_actions).reshape(num_actions, num_states, -1)
+    return jnp.asarray(eye.transpose(1, 0, 2))
+
+
+def _triples(mdp, table):
+    """Every (s, a, s') once, weighted by P(s'|s, a): the exact expected LSTDQ/LSPI data."""
+    s_, a_ = mdp.num_states, mdp.num_actions
+    s, a, t = (x.reshape(-1) for x in np.meshgrid(np.arange(s_), np.arange(a_), np.arange(s_), indexing="ij"))
+    return dict(
+        s=s, a=a, t=t,
+        phi_sa=table[s, a],
+        phi_next_all=table[t],
+        rewards=mdp.rewards[s, a],
+        discounts=1.0 - mdp.terminal[t].astype(jnp.float64),
+        weights=mdp.transitions[s, a, t],
+    )
+
+
+@pytest.fixture
+def random_mdp():
+    return _random_mdp
+
+
+@pytest.fixture
+def random_policy():
+    return _random_policy
+
+
+@pytest.fixture
+def one_hot_table():
+    return _one_hot_table
+
+
+@pytest.fixture
+def triples():
+    return _triples
+
+
+def _chain_walk(num_states=20, p=0.9, gamma=0.9, reward_states=(0, 19)):
+    """Lagoudakis & Parr's chain walk (actions 0 = L, 1 = R; reward 1 in the reward states)."""
+    s = num_states
+    idx = np.arange(s)
+    left, right = np.maximum(idx - 1, 0), np.minimum(idx + 1, s - 1)
+    trans = np.zeros((s, 2, s))
+    np.add.at(trans, (idx, 0, left), p)
+    np.add.at(trans, (idx, 0, right), 1 - p)
+    np.add.at(trans, (idx, 1, right), p)
+    np.add.at(trans, (idx, 1, left), 1 - p)
+    r = np.zeros(s)
+    r[list(reward_states)] = 1.0
+    return TabularMDP.create(trans, np.repeat(r[:, None], 2, 1), np.full(s, 1.0 / s), gamma, dtype=jnp.float64)
+
+
+@pytest.fixture
+def chain_walk():
+    return _chain_walk
+
+
+def _cost_chain(num_states=6, gamma=0.9):
+    """Walk right to a terminal goal: reward -1 per step, actions 0 = L, 1 = R (p = 0.9), start 0."""
+    s = num_states
+    p = np.zeros((s, 2, s))
+    for i in range(s - 1):
+        p[i, 0, max(i - 1, 0)] += 0.9
+        p[i, 0, i + 1] += 0.1
+        p[i, 1, i + 1] += 0.9
+        p[i, 1, max(i - 1, 0)] += 0.1
+    p[-1, :, -1] = 1.0
+    r = -np.ones((s, 2))
+    r[-1] = 0.0
+    term = np.zeros(s, bool)
+    term[-1] = True
+    return TabularMDP.create(p, r, np.eye(s)[0], gamma, terminal=term, dtype=jnp.float64)
+
+
+@pytest.fixture
+def cost_chain():
+    return _cost_chain
