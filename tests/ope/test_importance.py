@@ -145,3 +145,19 @@ def test_validate_log_probs():
 def test_traced_inputs_skip_host_checks_and_stay_jittable():
     f = jax.jit(ope.trajectory_is)
     assert float(f(OK["rewards"], OK["log_ratios"], OK["mask"], 0.9)) == pytest.approx(1 + 0.9 + 0.81 + 0.729)
+
+
+def test_blocked_cumsum_matches_numpy_and_carries_infinities():
+    from offrl_jax.ope.importance import cumsum_last
+
+    for shape in [(1,), (7,), (3, 5), (2, 128), (2, 129), (2, 300), (2, 10_000)]:
+        x = jax.random.normal(jax.random.key(shape[-1]), shape)
+        np.testing.assert_allclose(cumsum_last(x), np.cumsum(np.asarray(x), -1), rtol=1e-10, atol=1e-9)
+    x = jnp.array([[0.5, -jnp.inf, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
+    out = np.asarray(cumsum_last(x))
+    np.testing.assert_array_equal(out[0], [0.5, -np.inf, -np.inf, -np.inf])
+    np.testing.assert_allclose(out[1], [1, 3, 6, 10])
+    x32 = jax.random.normal(jax.random.key(0), (4, 1000), jnp.float32)
+    got = cumsum_last(x32)
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, np.cumsum(np.asarray(x32, np.float64), -1), atol=1e-3)
