@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.ope.confidence import bootstrap_indices
-from offrl_jax.ope.importance import validate_ope_inputs
+from offrl_jax.ope.importance import cumulative_log_weights, normalized_weights, validate_ope_inputs
 
 Array = Any
 
@@ -136,7 +136,7 @@ def _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat):
     m = mask > 0
     r, q, v = (_masked(jnp.asarray(x, dtype), m) for x in (rewards, q_taken, v_hat))
     lr = jnp.where(m, jnp.asarray(log_ratios, dtype), 0.0)
-    log_w = jnp.cumsum(lr, axis=1)
+    log_w = cumulative_log_weights(lr, m)
     g = jnp.asarray(gamma, dtype)
     v_next = jnp.concatenate([v[:, 1:], jnp.zeros_like(v[:, :1])], axis=1)
     err = r + g * v_next - q
@@ -146,12 +146,8 @@ def _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat):
 
 def _normalise(log_w: Array):
     """Softmax over trajectories per step; an all-zero step gives 0 weights and a flag."""
-    top = jnp.max(log_w, axis=0, keepdims=True)
-    ok = jnp.isfinite(top)
-    e = jnp.exp(log_w - jnp.where(ok, top, 0.0))
-    s = jnp.sum(e, axis=0, keepdims=True)
-    ok = ok & (s > 0)
-    return jnp.where(ok, e / jnp.where(ok, s, 1.0), 0.0), ~jnp.all(ok)
+    w, zero = normalized_weights(log_w, axis=0)
+    return w, jnp.any(zero)
 
 
 def j_step_returns(
