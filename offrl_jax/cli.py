@@ -51,7 +51,7 @@ def format_table(rows: Sequence[dict], columns: Sequence[str], headers: Optional
 
 
 def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed: int,
-             confidence: float, quiet: bool = False) -> List[dict]:
+             confidence: float, quiet: bool = False, q_hat: str = "model") -> List[dict]:
     """Builds a standard problem, logs data under its behaviour policy and evaluates its target.
 
     Returns the table rows (dicts with ``method``, ``estimate``, ``lower``, ``upper``, ``error``).
@@ -88,7 +88,7 @@ def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed
         ci = student_t_interval(data.returns(gamma), confidence=confidence)
         rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(ci.estimate),
                          lower=float(ci.lower), upper=float(ci.upper)))
-        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed, j_target))
+        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed, j_target, q_hat))
     for r in rows[2:]:
         r["error"] = r["estimate"] - j_target
     return rows
@@ -118,18 +118,25 @@ def cross_fitted_model_terms(data, num_observations: int, num_actions: int, poli
                       v_hat=jnp.concatenate([terms[0][1], terms[1][1]]))
 
 
-def _estimator_rows(problem, data, gamma, horizon, confidence, seed, true_value) -> List[dict]:
-    """OPE rows: IS family, model-based DM/DR/WDR/MAGIC with a cross-fitted tabular model."""
+def _estimator_rows(problem, data, gamma, horizon, confidence, seed, true_value, q_hat="model") -> List[dict]:
+    """OPE rows: IS family, DM/DR/WDR/MAGIC with a cross-fitted Q-hat (tabular model or FQE)."""
     import jax
 
     from offrl_jax.ope import evaluate
 
     mdp = problem.mdp
-    terms = cross_fitted_model_terms(data, mdp.num_observations, mdp.num_actions, problem.target, gamma, horizon)
+    if q_hat == "fqe":
+        from offrl_jax.fitted.horizon import cross_fitted_fqe_terms
+
+        terms = cross_fitted_fqe_terms(jax.random.key(seed + 2), data, mdp.num_observations, mdp.num_actions,
+                                       problem.target, gamma)
+        source = "cross-fitted FQE"
+    else:
+        terms = cross_fitted_model_terms(data, mdp.num_observations, mdp.num_actions, problem.target, gamma, horizon)
+        source = "cross-fitted tabular model"
     table = evaluate(data, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
                      q_hat=terms, key=jax.random.key(seed + 1), confidence=confidence, true_value=true_value)
-    labels = {"dm": "DM (cross-fitted tabular model)", "dr": "DR (cross-fitted tabular model)",
-              "wdr": "WDR (cross-fitted tabular model)", "magic": "MAGIC (cross-fitted tabular model)"}
+    labels = {k: f"{k.upper()} ({source})" for k in ("dm", "dr", "wdr", "magic")}
     from offrl_jax.ope.evaluate import _LABELS
 
     rows = []
@@ -159,6 +166,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--confidence", type=float, default=0.95)
     d.add_argument("--quiet", action="store_true", help="no progress lines")
+    d.add_argument("--q-hat", default="model", choices=("model", "fqe"),
+                   help="Q-hat of DM/DR/WDR/MAGIC: cross-fitted tabular model (default) or horizon-aware FQE")
     sub.add_parser("envs", help="list the standard problems")
     b = sub.add_parser("bench", help="run a script from ./benchmarks (e.g. ope_speed --quick)")
     b.add_argument("name", nargs="?", help="script name without .py; omit to list")
@@ -183,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if not 0.0 < args.confidence < 1.0:
         ap.error(f"--confidence: expected a level in (0, 1), found {args.confidence}")
-    rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence, args.quiet)
+    rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence, args.quiet, args.q_hat)
     level = f"{round(100 * args.confidence)}%"
     print(f"\noffrl-jax demo: {args.env}")
     cols = ["method", "estimate", "lower", "upper", "error"]

@@ -7,11 +7,16 @@ from offrl_jax import cli
 from offrl_jax.envs.suite import make_problem, problem_value
 
 
-def test_demo_runs_and_reports_exact_values(capsys):
-    assert cli.main(["demo", "--env", "model_fail", "--num-episodes", "200", "--quiet"]) == 0
+def test_demo_with_fqe_q_hat(capsys):
+    args = ["demo", "--env", "model_fail", "--num-episodes", "40", "--quiet", "--q-hat", "fqe"]
+    assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "exact J(target)" in out and "behaviour returns" in out
+    assert "exact J(target)" in out and "behaviour returns" in out and "DR (cross-fitted FQE)" in out
+
+
+def test_demo_reports_exact_values():
     rows = cli.run_demo("model_fail", 200, None, 0, 0.95, quiet=True)
+    assert any(r["method"].startswith("DR (cross-fitted tabular model)") for r in rows)
     exact = {r["method"]: r["estimate"] for r in rows}
     p = make_problem("model_fail")
     np.testing.assert_allclose(exact["exact J(target)"], float(problem_value(p)), rtol=1e-6)

@@ -72,7 +72,8 @@ class FittedQConfig:
     Attributes:
       num_actions: A, the number of discrete actions (network outputs).
       method: ``"fqe"`` (evaluate a given policy) or ``"fqi"`` (greedy, Q*).
-      gamma: discount γ in [0, 1).
+      gamma: discount γ in [0, 1]; γ = 1 only for data whose episodes all end (discount 0),
+        e.g. finite-horizon data with the time step in the observation.
       hidden_sizes: MLP widths; ``()`` is a linear (with one-hot inputs: tabular) Q.
       num_observations: if set, observations are ints in [0, O) fed one-hot (tabular input).
       num_steps: gradient steps of :func:`make_train` (inner steps per iteration in
@@ -152,8 +153,8 @@ def validate_config(config: FittedQConfig) -> FittedQConfig:
     if config.method not in ("fqe", "fqi"):
         raise ValueError(f"method: expected 'fqe' or 'fqi', found {config.method!r}")
     g = config.gamma
-    if isinstance(g, bool) or not isinstance(g, (int, float, np.floating)) or not 0.0 <= g < 1.0:
-        raise ValueError(f"gamma: expected a discount in [0, 1), found {g!r}")
+    if isinstance(g, bool) or not isinstance(g, (int, float, np.floating)) or not 0.0 <= g <= 1.0:
+        raise ValueError(f"gamma: expected a discount in [0, 1], found {g!r}")
     hs = config.hidden_sizes
     if not isinstance(hs, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hs):
         raise ValueError(f"hidden_sizes: expected a tuple of positive ints, found {hs!r}")

@@ -33,7 +33,8 @@ from offrl_jax.ope.importance import (
     log_discounts,
     normalized_weights,
     safe_ratio,
-    shifted_exp_weights,
+    map_rows,
+    scan_rows,
     validate_ope_inputs,
 )
 
@@ -220,25 +221,32 @@ def doubly_robust_returns(
     q_taken: Array,
     v_hat: Array,
     method: str = "scan",
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """``[N]`` per-trajectory DR values V^n_DR(0) (dataset level, no reduction).
 
     Their mean is :func:`doubly_robust`; they are i.i.d. across trajectories (t-intervals,
     bootstrap). ``method``: ``"scan"``, ``"associative"`` or ``"weights"`` (unrolled form with
-    log-space weights). Shapes: ``[N, T]`` inputs, ``[N]`` output.
+    log-space weights). Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed in blocks
+    of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
     """
-    if method == "weights":
-        r = _masked(rewards, mask)
-        log_w = cumulative_log_weights(log_ratios, mask)
-        log_w_prev = jnp.concatenate([jnp.zeros_like(log_w[:, :1]), log_w[:, :-1]], axis=1)
-        log_disc = log_discounts(gamma, r.shape[-1], r.dtype)[None, :]
-        q, v = _masked(q_taken, mask), _masked(v_hat, mask)
-        terms = jnp.exp(log_w + log_disc) * (r - q) + jnp.exp(log_w_prev + log_disc) * v
-        return jnp.sum(jnp.where(jnp.asarray(mask) > 0, terms, jnp.zeros_like(terms)), axis=-1)
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, found {method!r}")
-    core = lambda *x: doubly_robust_values(*x[:3], gamma, *x[3:], method=method)[0]
-    return jax.vmap(core)(rewards, log_ratios, mask, q_taken, v_hat)
+    if method == "weights":
+        rewards = jnp.asarray(rewards)
+        log_disc = log_discounts(gamma, rewards.shape[-1], rewards.dtype)[None, :]
+
+        def rows(r, lr, m, q, v):
+            real = m > 0
+            log_w = cumulative_log_weights(lr, m)
+            log_w_prev = jnp.concatenate([jnp.zeros_like(log_w[:, :1]), log_w[:, :-1]], axis=1)
+            terms = jnp.exp(log_w + log_disc) * (r - q) + jnp.exp(log_w_prev + log_disc) * v
+            return jnp.sum(jnp.where(real, terms, jnp.zeros_like(terms)), axis=-1)
+
+    else:
+        core = lambda *x: doubly_robust_values(*x[:3], gamma, *x[3:], method=method)[0]
+        rows = jax.vmap(core)
+    return map_rows(rows, (rewards, log_ratios, mask, q_taken, v_hat), chunk_rows)
 
 
 def _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate):
@@ -257,6 +265,7 @@ def doubly_robust(
     v_hat: Array,
     method: str = "scan",
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Doubly robust off-policy evaluation (dataset level).
 
@@ -277,12 +286,14 @@ def doubly_robust(
       v_hat: ``[N, T]`` V-hat(s_t).
       method: ``"scan"`` (default), ``"associative"`` or ``"weights"``; all give the same value.
       validate: run the host checks when the inputs are concrete.
+      chunk_rows: rows per block (default automatic, see
+        :func:`~offrl_jax.ope.importance.map_rows`).
 
     Returns:
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
-    return jnp.mean(doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method))
+    return jnp.mean(doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method, chunk_rows))
 
 
 def weighted_doubly_robust_with_info(
@@ -293,6 +304,7 @@ def weighted_doubly_robust_with_info(
     q_taken: Array,
     v_hat: Array,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> WeightedEstimate:
     """Weighted doubly robust with status (dataset level).
 
@@ -314,18 +326,24 @@ def weighted_doubly_robust_with_info(
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS of the final weights).
     """
     _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
-    r = _masked(rewards, mask)
-    n = r.shape[0]
-    log_w = cumulative_log_weights(log_ratios, mask)
-    e, s = shifted_exp_weights(log_w, axis=0)  # w-bar_t = e_t / s_t
-    q, v = _masked(q_taken, mask), _masked(v_hat, mask)
-    disc = jnp.exp(log_discounts(gamma, r.shape[-1], r.dtype))
-    # sum_n w-bar^n_{t-1} V-hat^n_t with e and s shifted one step; w-bar_{-1} = 1/N.
-    e_prev = jnp.concatenate([jnp.ones_like(e[:, :1]), e[:, :-1]], axis=1)
-    s_prev = jnp.concatenate([jnp.full_like(s[0, :1], n), s[0, :-1]])
-    per_step = safe_ratio(jnp.sum(e * (r - q), axis=0), s[0]) + safe_ratio(jnp.sum(e_prev * v, axis=0), s_prev)
-    w_final, _ = normalized_weights(log_w[:, -1], axis=0)
-    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(s[0] <= 0), _ess(w_final))
+    rewards = jnp.asarray(rewards)
+    disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
+
+    def rows(r, lr, m, q, v):
+        log_w = cumulative_log_weights(lr, m)
+        real = m > 0
+        td = jnp.where(real, r - q, jnp.zeros_like(r))
+        v = jnp.where(real, v, jnp.zeros_like(v))
+        # w-bar_{t-1} multiplies V-hat_t: pair column t's weights with V-hat_{t+1}.
+        v_next = jnp.concatenate([v[:, 1:], jnp.zeros_like(v[:, :1])], axis=1)
+        return (log_w[:, -1], v[:, 0]), ((log_w, jnp.stack([td, v_next])),)
+
+    (log_w_final, v_first), (sums,) = scan_rows(rows, (rewards, log_ratios, mask, q_taken, v_hat), chunk_rows)
+    now = safe_ratio(sums.sums[0], sums.total)
+    # w-bar_{-1} = 1/N: the first V-hat term is the plain mean of V-hat(s_0).
+    prev = jnp.concatenate([jnp.mean(v_first)[None], safe_ratio(sums.sums[1], sums.total)[:-1]])
+    w_final, _ = normalized_weights(log_w_final, axis=0)
+    return WeightedEstimate(jnp.sum(disc * (now + prev)), jnp.any(sums.total <= 0), _ess(w_final))
 
 
 def weighted_doubly_robust(
@@ -336,6 +354,7 @@ def weighted_doubly_robust(
     q_taken: Array,
     v_hat: Array,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Weighted doubly robust (dataset level).
 
@@ -354,8 +373,12 @@ def weighted_doubly_robust(
       q_taken: ``[N, T]`` Q-hat(s_t, a_t).
       v_hat: ``[N, T]`` V-hat(s_t).
       validate: run the host checks when the inputs are concrete.
+      chunk_rows: rows per block (default automatic, see
+        :func:`~offrl_jax.ope.importance.map_rows`).
 
     Returns:
       scalar estimate of J(pi).
     """
-    return weighted_doubly_robust_with_info(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate).estimate
+    return weighted_doubly_robust_with_info(
+        rewards, log_ratios, mask, gamma, q_taken, v_hat, validate, chunk_rows
+    ).estimate

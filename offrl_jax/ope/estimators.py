@@ -32,9 +32,10 @@ from offrl_jax.ope.importance import (
     cumulative_log_weights,
     is_concrete,
     log_discounts,
+    map_rows,
     normalized_weights,
     safe_ratio,
-    shifted_exp_weights,
+    scan_rows,
     validate_ope_inputs,
 )
 
@@ -122,7 +123,9 @@ def per_decision_is_return(
     """One trajectory's per-decision importance-weighted return (per-trajectory core).
 
     sum_t gamma^t w_{0:t} r_t, each term formed as exp(t log gamma + log w_{0:t}) r_t: the
-    reward at step t is weighted only by the ratios up to t.
+    reward at step t is weighted only by the ratios up to t. Computed by a forward ``lax.scan``
+    over time that carries log w_{0:t} (vmapped over a block of trajectories this is one pass
+    over cache-resident data, with no ``[T, T]`` cumulative-sum work).
 
     See "Eligibility Traces for Off-Policy Policy Evaluation", Precup, Sutton & Singh 2000.
 
@@ -140,8 +143,19 @@ def per_decision_is_return(
     chex.assert_rank([rewards, log_ratios, mask], 1)
     chex.assert_equal_shape([rewards, log_ratios, mask])
     r = _masked(rewards, mask)
-    log_w = cumulative_log_weights(log_ratios, mask, max_log_ratio, max_log_weight)
-    return jnp.sum(jnp.exp(log_w + log_discounts(gamma, r.shape[-1], r.dtype)) * r)
+    lr = clip_log_ratios(_masked(log_ratios, mask), max_log_ratio)
+    cap = None if max_log_weight is None else jnp.asarray(max_log_weight, lr.dtype)
+
+    def step(carry, x):
+        log_w, total = carry
+        lr_t, r_t, log_d_t = x
+        log_w = log_w + lr_t
+        capped = log_w if cap is None else jnp.minimum(log_w, cap)
+        return (log_w, total + jnp.exp(capped + log_d_t) * r_t), None
+
+    zero = jnp.zeros((), r.dtype)
+    (_, total), _ = jax.lax.scan(step, (zero, zero), (lr, r, log_discounts(gamma, r.shape[-1], r.dtype)))
+    return total
 
 
 def trajectory_is_returns(
@@ -151,14 +165,16 @@ def trajectory_is_returns(
     gamma: Any,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """``[N]`` per-trajectory terms w^n_{0:L-1} G_n (vmapped :func:`trajectory_is_return`).
 
     Their mean is :func:`trajectory_is`; they are i.i.d. across trajectories, so they feed
-    t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output.
+    t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed
+    in blocks of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
     """
     f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
-    return jax.vmap(f)(rewards, log_ratios, mask)
+    return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
 def per_decision_is_returns(
@@ -168,13 +184,15 @@ def per_decision_is_returns(
     gamma: Any,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """``[N]`` per-trajectory terms sum_t gamma^t w^n_{0:t} r^n_t (vmapped core).
 
-    Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output.
+    Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are
+    processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
     """
     f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
-    return jax.vmap(f)(rewards, log_ratios, mask)
+    return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -195,6 +213,7 @@ def trajectory_is(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Trajectory-wise importance sampling (dataset level).
 
@@ -210,6 +229,8 @@ def trajectory_is(
       max_log_ratio: optional per-step truncation of log rho_t.
       max_log_weight: optional truncation of the log trajectory weight.
       validate: run the host checks when the inputs are concrete (skipped under tracing).
+      chunk_rows: rows per block (a speed/memory knob; default automatic, see
+        :func:`~offrl_jax.ope.importance.map_rows`).
 
     Returns:
       scalar estimate of J(pi).
@@ -218,7 +239,9 @@ def trajectory_is(
       ValueError: naming the argument, on bad input (see ``validate_ope_inputs``).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
-    return jnp.mean(trajectory_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight))
+    return jnp.mean(
+        trajectory_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+    )
 
 
 def per_decision_is(
@@ -229,6 +252,7 @@ def per_decision_is(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Per-decision importance sampling (dataset level).
 
@@ -244,12 +268,15 @@ def per_decision_is(
       max_log_ratio: optional per-step truncation of log rho_t.
       max_log_weight: optional truncation of log w_{0:t}.
       validate: run the host checks when the inputs are concrete.
+      chunk_rows: rows per block (default automatic).
 
     Returns:
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
-    return jnp.mean(per_decision_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight))
+    return jnp.mean(
+        per_decision_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+    )
 
 
 def weighted_is_with_info(
@@ -260,6 +287,7 @@ def weighted_is_with_info(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> WeightedEstimate:
     """Weighted (self-normalised) importance sampling with status (dataset level).
 
@@ -275,10 +303,14 @@ def weighted_is_with_info(
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
-    r = _masked(rewards, mask)
-    log_w = _final_log_weight(log_ratios, mask, max_log_ratio, max_log_weight)
-    disc = jnp.exp(log_discounts(gamma, r.shape[-1], r.dtype))
-    returns = jnp.sum(r * disc[None, :], axis=-1)
+    rewards = jnp.asarray(rewards)
+    disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
+
+    def rows(r, lr, m):
+        log_w = _final_log_weight(lr, m, max_log_ratio, max_log_weight)
+        return log_w, jnp.sum(_masked(r, m) * disc[None, :], axis=-1)
+
+    log_w, returns = map_rows(rows, (rewards, log_ratios, mask), chunk_rows)
     w_bar, zero = normalized_weights(log_w, axis=0)
     return WeightedEstimate(jnp.sum(w_bar * returns), zero, _ess(w_bar))
 
@@ -291,6 +323,7 @@ def weighted_is(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Weighted (self-normalised) importance sampling (dataset level).
 
@@ -307,11 +340,14 @@ def weighted_is(
       max_log_ratio: optional per-step truncation of log rho_t.
       max_log_weight: optional truncation of the log trajectory weight.
       validate: run the host checks when the inputs are concrete.
+      chunk_rows: rows per block (default automatic).
 
     Returns:
       scalar estimate of J(pi).
     """
-    return weighted_is_with_info(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate).estimate
+    return weighted_is_with_info(
+        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
+    ).estimate
 
 
 def weighted_per_decision_is_with_info(
@@ -322,6 +358,7 @@ def weighted_per_decision_is_with_info(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> WeightedEstimate:
     """Weighted per-decision IS with a normaliser per step, plus status (dataset level).
 
@@ -339,13 +376,17 @@ def weighted_per_decision_is_with_info(
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS of the final weights).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
-    r = _masked(rewards, mask)
-    log_w = cumulative_log_weights(log_ratios, mask, max_log_ratio, max_log_weight)
-    e, s = shifted_exp_weights(log_w, axis=0)
-    disc = jnp.exp(log_discounts(gamma, r.shape[-1], r.dtype))
-    per_step = safe_ratio(jnp.sum(e * r, axis=0), s[0])
-    w_final, _ = normalized_weights(log_w[:, -1], axis=0)
-    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(s[0] <= 0), _ess(w_final))
+    rewards = jnp.asarray(rewards)
+    disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
+
+    def rows(r, lr, m):
+        log_w = cumulative_log_weights(lr, m, max_log_ratio, max_log_weight)
+        return log_w[:, -1], ((log_w, _masked(r, m)[None]),)
+
+    log_w_final, (sums,) = scan_rows(rows, (rewards, log_ratios, mask), chunk_rows)
+    per_step = safe_ratio(sums.sums[0], sums.total)
+    w_final, _ = normalized_weights(log_w_final, axis=0)
+    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(sums.total <= 0), _ess(w_final))
 
 
 def weighted_per_decision_is(
@@ -356,6 +397,7 @@ def weighted_per_decision_is(
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
+    chunk_rows: Optional[int] = None,
 ) -> Array:
     """Weighted per-decision importance sampling (dataset level).
 
@@ -373,12 +415,13 @@ def weighted_per_decision_is(
       max_log_ratio: optional per-step truncation of log rho_t.
       max_log_weight: optional truncation of log w_{0:t}.
       validate: run the host checks when the inputs are concrete.
+      chunk_rows: rows per block (default automatic).
 
     Returns:
       scalar estimate of J(pi).
     """
     return weighted_per_decision_is_with_info(
-        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate
+        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
     ).estimate
 
 

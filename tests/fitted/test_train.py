@@ -201,7 +201,7 @@ def test_float32_default(garnet_data):
     "change, field",
     [
         (dict(num_steps=0), "num_steps"),
-        (dict(gamma=1.0), "gamma"),
+        (dict(gamma=1.5), "gamma"),
         (dict(gamma=-0.1), "gamma"),
         (dict(method="sarsa"), "method"),
         (dict(hidden_sizes=(8, 0)), "hidden_sizes"),
