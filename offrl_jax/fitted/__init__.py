@@ -1,5 +1,7 @@
 """Fitted Q evaluation / iteration: Q-networks, TD targets, losses, jitted train loops."""
 
+from offrl_jax.fitted.control import FQEValue, controller_probs, fqe_value, time_aware_transitions, with_time
+from offrl_jax.fitted.horizon import cross_fitted_fqe_terms, time_augmented_policy, time_augmented_transitions
 from offrl_jax.fitted.iteration import FQIResult, fitted_q_iteration
 from offrl_jax.fitted.networks import ContinuousQNetwork, QNetwork, mlp_flops
 from offrl_jax.fitted.shift import ShiftCurves, distribution_shift_curves, tabular_q_table
@@ -38,6 +40,14 @@ from offrl_jax.fitted.train import (
 )
 
 __all__ = [
+    "FQEValue",
+    "controller_probs",
+    "fqe_value",
+    "time_aware_transitions",
+    "with_time",
+    "cross_fitted_fqe_terms",
+    "time_augmented_policy",
+    "time_augmented_transitions",
     "DRInputs",
     "dr_inputs",
     "ContinuousQNetwork",
