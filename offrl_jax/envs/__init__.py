@@ -19,6 +19,18 @@ from offrl_jax.envs.control_policies import (
     threshold_policy,
 )
 from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
+from offrl_jax.envs.lqr import (
+    LQRSystem,
+    LinearGaussianPolicy,
+    LQRValue,
+    lqr_policy_value,
+    lqr_q_values,
+    lqr_state_values,
+    lqr_initial_value,
+    lqr_step,
+    sample_lqr_transitions,
+    lqr_returns,
+)
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite import PROBLEMS, Problem, make_problem, problem_value
 from offrl_jax.envs.tabular import (
@@ -36,6 +48,16 @@ from offrl_jax.envs.tabular import (
 )
 
 __all__ = [
+    "LQRSystem",
+    "LinearGaussianPolicy",
+    "LQRValue",
+    "lqr_policy_value",
+    "lqr_q_values",
+    "lqr_state_values",
+    "lqr_initial_value",
+    "lqr_step",
+    "sample_lqr_transitions",
+    "lqr_returns",
     "CONTROLLERS",
     "ControlPolicy",
     "Controller",

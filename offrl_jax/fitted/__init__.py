@@ -1,5 +1,18 @@
 """Fitted Q evaluation / iteration: Q-networks, TD targets, losses, jitted train loops."""
 
+from offrl_jax.fitted.continuous import (
+    ContinuousFQEConfig,
+    QuadraticQNetwork,
+    continuous_initial_value,
+    continuous_q_network,
+    continuous_regression_step,
+    init_continuous_state,
+    make_continuous_run,
+    make_continuous_train,
+    make_continuous_update,
+    validate_continuous_config,
+    validate_continuous_dataset,
+)
 from offrl_jax.fitted.control import FQEValue, controller_probs, fqe_value, time_aware_transitions, with_time
 from offrl_jax.fitted.horizon import cross_fitted_fqe_terms, time_augmented_policy, time_augmented_transitions
 from offrl_jax.fitted.iteration import FQIResult, fitted_q_iteration
@@ -40,6 +53,17 @@ from offrl_jax.fitted.train import (
 )
 
 __all__ = [
+    "ContinuousFQEConfig",
+    "QuadraticQNetwork",
+    "continuous_initial_value",
+    "continuous_q_network",
+    "continuous_regression_step",
+    "init_continuous_state",
+    "make_continuous_run",
+    "make_continuous_train",
+    "make_continuous_update",
+    "validate_continuous_config",
+    "validate_continuous_dataset",
     "FQEValue",
     "controller_probs",
     "fqe_value",
