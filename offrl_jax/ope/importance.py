@@ -303,7 +303,9 @@ def _softmax_sums(log_w: Array, values: Array) -> ColumnSoftmaxSums:
     m = jnp.max(log_w, axis=0)
     m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
     e = jnp.exp(log_w - m_safe[None, :])
-    return ColumnSoftmaxSums(m, jnp.sum(e, axis=0), jnp.sum(e[None] * values, axis=1))
+    # One reduction per value row (a reduction over a middle axis does not vectorise on CPU).
+    sums = jnp.stack([jnp.sum(e * values[k], axis=0) for k in range(values.shape[0])])
+    return ColumnSoftmaxSums(m, jnp.sum(e, axis=0), sums)
 
 
 def _merge_sums(a: ColumnSoftmaxSums, b: ColumnSoftmaxSums) -> ColumnSoftmaxSums:
