@@ -375,7 +375,8 @@ def regression_step(
 
     def loss_fn(params):
         q = state.apply_fn(params, observations)
-        q_taken = jnp.take_along_axis(q, actions[:, None], axis=-1)[:, 0]
+        # A one-hot contraction rather than a gather: it vectorises, also when vmapped over seeds.
+        q_taken = jnp.sum(q * jax.nn.one_hot(actions, q.shape[-1], dtype=q.dtype), axis=-1)
         return regression_loss(q_taken, targets, config.loss, config.huber_delta), q_taken
 
     (loss, q_taken), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
