@@ -4,7 +4,8 @@ Measures, in one run on this machine:
   * fp32 matmul GFLOP/s (the machine's reference rate);
   * gradient steps/s of the jitted FQE loop (``lax.scan`` with in-jit minibatch sampling),
     MLP 2x256, batch 256, and the step's FLOP rate as a fraction of the matmul rate;
-  * seed-steps/s with 1, 4, 16 vmapped seeds, for 2x64 and 2x256 networks;
+  * seed-steps/s with 1, 4, 16 vmapped seeds (and 16 as vmapped groups side by side,
+    `fitted.make_train_seeds`'s CPU default: groups of 1 for 2x256, of 4 for 2x64), for 2x64 and 2x256 networks;
   * d3rlpy's DiscreteFQE (when importable from /work/venv-peers; optional) on the same data and
     network size: ``update()`` alone and ``fit()`` end to end;
   * FQE's estimate of the target controller's value vs its Monte-Carlo value (± SE).
@@ -152,7 +153,9 @@ def target_probs_fn():
     return tgt, probs
 
 
-def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1):
+def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1, grouped=False):
+    """Steps/s of ``seeds`` runs: one vmap over all seeds, or (``grouped``) vmapped groups side
+    by side in one program, sized by ``fitted.default_seeds_per_group`` (``make_train_seeds``)."""
     import jax
 
     from offrl_jax.fitted import FittedQConfig, init_state, make_run
@@ -165,7 +168,18 @@ def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1):
     keys = jax.random.split(jax.random.key(0), seeds)
     init = jax.jit(jax.vmap(lambda k: init_state(k, cfg, data.observations[:1])))
     states = init(keys)
-    f = jax.jit(jax.vmap(run, in_axes=(0, None, None)), static_argnums=2)
+    vrun = jax.vmap(run, in_axes=(0, None, None))
+    if grouped:
+        from offrl_jax.fitted import default_seeds_per_group
+
+        def groups(states, data, steps):
+            g = default_seeds_per_group(seeds, cfg)
+            part = lambda i: jax.tree_util.tree_map(lambda x: x[i : i + g], states)
+            return [vrun(part(i), data, steps) for i in range(0, seeds, g)]
+
+        f = jax.jit(groups, static_argnums=2)
+    else:
+        f = jax.jit(vrun, static_argnums=2)
     t = time.perf_counter()
     jax.block_until_ready(f(states, data, steps))
     compile_s = time.perf_counter() - t
@@ -256,13 +270,14 @@ def main() -> None:
     vm = []
     for hidden in ((64, 64), (256, 256)):
         base = None
-        for seeds in (1, 4, 16):
-            c, r, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds)
+        for seeds, grouped in ((1, False), (4, False), (16, False), (16, True)):
+            c, r, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds, grouped)
             ss = s * seeds
             base = ss if base is None else base
-            vm.append({"hidden": list(hidden), "seeds": seeds, "compile_s": c, "run_s": r,
+            mode = "make_train_seeds groups" if grouped else "one vmap"
+            vm.append({"hidden": list(hidden), "seeds": seeds, "mode": mode, "compile_s": c, "run_s": r,
                        "seed_steps_per_s": ss, "vs_one_seed": ss / base})
-            print(f"vmap {hidden} x{seeds}: {ss:.0f} seed-steps/s", file=sys.stderr, flush=True)
+            print(f"{mode} {hidden} x{seeds}: {ss:.0f} seed-steps/s", file=sys.stderr, flush=True)
 
     d3 = run_d3rlpy(data, traj, steps=100 if quick else 400, repeats=repeats)
     print(f"d3rlpy: {d3}", file=sys.stderr, flush=True)
@@ -309,10 +324,13 @@ def main() -> None:
         lines.append("| d3rlpy | not importable from /work/venv-peers: skipped |")
     lines += [
         "",
-        "| hidden | seeds | seed-steps/s | vs 1 seed | compile s |",
-        "|---|---|---|---|---|",
+        "| hidden | seeds | batching | seed-steps/s | vs 1 seed | compile s |",
+        "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {v['hidden']} | {v['seeds']} | {v['seed_steps_per_s']:.0f} | {v['vs_one_seed']:.2f} | {v['compile_s']:.2f} |" for v in vm]
+    lines += [
+        f"| {v['hidden']} | {v['seeds']} | {v['mode']} | {v['seed_steps_per_s']:.0f} | {v['vs_one_seed']:.2f} | {v['compile_s']:.2f} |"
+        for v in vm
+    ]
     a = res["accuracy"]
     lines += [
         "",

@@ -16,6 +16,7 @@ from offrl_jax.fitted import (
     init_state,
     initial_value,
     make_train,
+    make_train_seeds,
     make_update,
     train_fitted_q,
     validate_dataset,
@@ -187,6 +188,12 @@ def test_vmap_over_seeds_equals_separate_runs(garnet_data):
         )
         np.testing.assert_allclose(batched.metrics.loss[i], one.metrics.loss, rtol=1e-10, atol=1e-12)
     assert not np.allclose(batched.metrics.loss[0], batched.metrics.loss[1])
+    # Seeds in vmapped groups of 3 (4 = 3 + 1) side by side: the same runs, seed by seed.
+    grouped = jax.jit(make_train_seeds(cfg, pi, seeds_per_group=3))(keys, ds)
+    chex.assert_trees_all_close(grouped.state.params, batched.state.params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(grouped.metrics.loss, batched.metrics.loss, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="seeds_per_group"):
+        make_train_seeds(cfg, pi, seeds_per_group=0)
 
 
 def test_float32_default(garnet_data):
