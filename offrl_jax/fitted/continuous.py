@@ -31,19 +31,19 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from offrl_jax.data import Transitions
 from offrl_jax.fitted.networks import ContinuousQNetwork
-from offrl_jax.fitted.targets import regression_loss, sampled_fqe_targets, sampled_next_values
+from offrl_jax.fitted.targets import sampled_fqe_targets, sampled_next_values
 from offrl_jax.fitted.train import (
     FittedQConfig,
     QTrainState,
     StepMetrics,
     TrainResult,
-    _refresh_target,
     make_optimizer,
+    q_regression_step,
+    refresh_target,
     sample_batch,
     validate_config,
 )
@@ -262,14 +262,8 @@ def continuous_regression_step(
     Returns:
       ``(state, StepMetrics)`` with ``step`` incremented (target parameters untouched).
     """
-    y = jax.lax.stop_gradient(targets)
-
-    def objective(params):
-        q_sa = state.apply_fn(params, observations, actions)
-        return regression_loss(q_sa, y, config.loss, config.huber_delta), q_sa
-
-    (loss, q), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    return state.apply_gradients(grads=grads), StepMetrics(loss, jnp.mean(q), jnp.mean(y), optax.tree.norm(grads))
+    q_fn = lambda params: state.apply_fn(params, observations, actions)  # noqa: E731
+    return q_regression_step(state, q_fn, targets, config.loss, config.huber_delta)
 
 
 def make_continuous_update(config: ContinuousFQEConfig, sample_actions: SampleActions) -> Callable:
@@ -299,7 +293,7 @@ def make_continuous_update(config: ContinuousFQEConfig, sample_actions: SampleAc
         )
         y = sampled_fqe_targets(batch.rewards, batch.discounts, next_values.astype(batch.rewards.dtype), config.gamma)
         state, metrics = continuous_regression_step(config, state.replace(key=key), batch.observations, batch.actions, y)
-        return _refresh_target(fitted, state), metrics
+        return refresh_target(fitted, state), metrics
 
     return update
 

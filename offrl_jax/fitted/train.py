@@ -51,6 +51,8 @@ __all__ = [
     "sample_batch",
     "td_targets",
     "regression_step",
+    "q_regression_step",
+    "refresh_target",
     "make_update",
     "make_run",
     "make_train",
@@ -373,20 +375,41 @@ def regression_step(
     Returns:
       ``(state, StepMetrics)`` with the state's ``step`` incremented (targets untouched).
     """
+    def q_taken(params):
+        q = state.apply_fn(params, observations)
+        # A one-hot contraction rather than a gather: it vectorises, also when vmapped over seeds.
+        return jnp.sum(q * jax.nn.one_hot(actions, q.shape[-1], dtype=q.dtype), axis=-1)
+
+    return q_regression_step(state, q_taken, targets, config.loss, config.huber_delta)
+
+
+def q_regression_step(
+    state: QTrainState, q_fn: Callable[[Any], Array], targets: Array, loss: str = "l2", huber_delta: float = 1.0
+) -> Tuple[QTrainState, StepMetrics]:
+    """One optax step on L(θ) = (1/B) Σ_m ℓ(q_fn(θ)_m − y_m), shared by discrete and continuous FQE.
+
+    Args:
+      state: current :class:`QTrainState`.
+      q_fn: ``params -> [B]`` predictions Q_θ(s_m, a_m) of the minibatch.
+      targets: ``[B]`` y_m (gradient stopped here).
+      loss: ``"l2"`` or ``"huber"``; huber_delta: δ of the Huber loss.
+
+    Returns:
+      ``(state, StepMetrics)`` with the state's ``step`` incremented (targets untouched).
+    """
     targets = jax.lax.stop_gradient(targets)
 
     def loss_fn(params):
-        q = state.apply_fn(params, observations)
-        # A one-hot contraction rather than a gather: it vectorises, also when vmapped over seeds.
-        q_taken = jnp.sum(q * jax.nn.one_hot(actions, q.shape[-1], dtype=q.dtype), axis=-1)
-        return regression_loss(q_taken, targets, config.loss, config.huber_delta), q_taken
+        q = q_fn(params)
+        return regression_loss(q, targets, loss, huber_delta), q
 
-    (loss, q_taken), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = StepMetrics(loss, jnp.mean(q_taken), jnp.mean(targets), optax.tree.norm(grads))
+    (value, q), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    metrics = StepMetrics(value, jnp.mean(q), jnp.mean(targets), optax.tree.norm(grads))
     return state.apply_gradients(grads=grads), metrics
 
 
-def _refresh_target(config: FittedQConfig, state: QTrainState) -> QTrainState:
+def refresh_target(config: FittedQConfig, state: QTrainState) -> QTrainState:
+    """Target refresh: Polyak θ̄ ← τ θ + (1 − τ) θ̄ when ``tau`` is set, else a copy every K steps."""
     if config.tau is not None:
         target = optax.incremental_update(state.params, state.target_params, config.tau)
     else:
@@ -412,7 +435,7 @@ def make_update(config: FittedQConfig, policy: Policy = None) -> Callable:
     def update(state: QTrainState, batch: Transitions):
         y = td_targets(config, state.apply_fn, state.target_params, state.params, batch, policy)
         state, metrics = regression_step(config, state, batch.observations, batch.actions, y)
-        return _refresh_target(config, state), metrics
+        return refresh_target(config, state), metrics
 
     return update
 

@@ -201,20 +201,6 @@ def normalized_weights(log_weights: Array, axis: int = 0) -> tuple[Array, Array]
     return w, ~jnp.squeeze(ok, axis=axis)
 
 
-def shifted_exp_weights(log_weights: Array, axis: int = 0) -> tuple[Array, Array]:
-    """Unnormalised weights exp(log w - max) and their sums along ``axis`` (0 where all are 0).
-
-    A cheaper form of :func:`normalized_weights` for estimators that only need
-    sum_n w-bar_n x_n = (sum_n e_n x_n) / (sum_n e_n): the division happens once per reduced
-    entry instead of once per weight. Returns ``(e, s)`` with ``s`` keeping ``axis`` (size 1).
-    """
-    log_weights = jnp.asarray(log_weights)
-    m = jnp.max(log_weights, axis=axis, keepdims=True)
-    m_safe = jnp.where(jnp.isfinite(m), m, jnp.zeros_like(m))
-    e = jnp.exp(log_weights - m_safe)
-    return e, jnp.sum(e, axis=axis, keepdims=True)
-
-
 def safe_ratio(num: Array, den: Array) -> Array:
     """num / den where den > 0, else 0 (the documented value of a 0/0 normaliser)."""
     ok = den > 0
