@@ -27,6 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.validation import as_host, check_finite, check_leading, check_log_probs, check_mask
+
+
 Array = Any
 
 __all__ = [
@@ -40,75 +43,6 @@ __all__ = [
 ]
 
 _OPTIONAL = ("behavior_log_probs", "target_log_probs", "states", "next_states")
-
-
-# ----------------------------------------------------------------------------------------------
-# Host-side validation helpers (shared by the containers and by the algorithm entry points).
-# ----------------------------------------------------------------------------------------------
-def _host(x: Array, name: str) -> np.ndarray:
-    if isinstance(x, jax.core.Tracer):
-        raise ValueError(
-            f"{name}: validation runs on concrete arrays before tracing; got a traced value. "
-            "Build containers outside jit (the raw dataclass constructor skips validation)."
-        )
-    return np.asarray(x)
-
-
-def check_finite(x: Array, name: str) -> np.ndarray:
-    """Raises ``ValueError`` if ``x`` holds NaN or inf; returns it as a numpy array."""
-    a = _host(x, name)
-    if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise ValueError(
-            f"{name}: expected finite values, found {a[tuple(bad)]} at index {tuple(bad.tolist())}"
-        )
-    return a
-
-
-def check_log_probs(x: Array, name: str) -> np.ndarray:
-    """Log-probabilities must be finite (or -inf only where noted) and <= 0."""
-    a = _host(x, name)
-    if np.any(np.isnan(a)):
-        idx = tuple(np.argwhere(np.isnan(a))[0].tolist())
-        raise ValueError(f"{name}: expected log-probabilities in (-inf, 0], found NaN at {idx}")
-    if np.any(a > 1e-6):
-        idx = tuple(np.argwhere(a > 1e-6)[0].tolist())
-        raise ValueError(
-            f"{name}: expected log-probabilities in (-inf, 0] (probabilities in (0, 1]), "
-            f"found {a[idx]} at {idx}"
-        )
-    return a
-
-
-def check_mask(mask: Array, name: str = "mask", allow_empty_rows: bool = True) -> np.ndarray:
-    """``mask`` must be ``[N, T]`` of 0/1 with each row a prefix of ones."""
-    m = _host(mask, name)
-    if m.ndim != 2:
-        raise ValueError(f"{name}: expected shape [N, T], found shape {m.shape}")
-    if m.size == 0 or m.shape[0] == 0 or m.shape[1] == 0:
-        raise ValueError(f"{name}: empty dataset (shape {m.shape}); expected N >= 1 and T >= 1")
-    mf = m.astype(np.float64)
-    if not np.all((mf == 0) | (mf == 1)):
-        raise ValueError(f"{name}: expected values in {{0, 1}}, found {np.unique(mf)[:5]}")
-    if np.any(np.diff(mf, axis=1) > 0):
-        row = int(np.argwhere(np.diff(mf, axis=1) > 0)[0, 0])
-        raise ValueError(
-            f"{name}: expected a prefix of ones per row (1 on real steps, then 0 padding); "
-            f"row {row} is {mf[row].astype(int).tolist()[:20]}"
-        )
-    if not np.any(mf):
-        raise ValueError(f"{name}: empty dataset, no step has mask 1")
-    if not allow_empty_rows and np.any(mf[:, 0] == 0):
-        row = int(np.argwhere(mf[:, 0] == 0)[0, 0])
-        raise ValueError(f"{name}: row {row} has no real step; expected every trajectory non-empty")
-    return m
-
-
-def check_leading(x: np.ndarray, name: str, shape: tuple, what: str) -> None:
-    if tuple(x.shape[: len(shape)]) != tuple(shape):
-        raise ValueError(
-            f"{name}: expected leading shape {list(shape)} ({what}), found shape {list(x.shape)}"
-        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -228,7 +162,7 @@ class Trajectories:
                 out[f] = jnp.asarray(lp)
         for f in ("states", "next_states"):
             if fields.get(f) is not None:
-                s = _host(fields[f], f)
+                s = as_host(fields[f], f)
                 check_leading(s, f, nt, "[N, T] as mask")
                 out[f] = jnp.asarray(s)
         return cls(**out)
@@ -290,7 +224,7 @@ class Transitions:
                 out[f] = jnp.asarray(lp)
         for f in ("states", "next_states"):
             if fields.get(f) is not None:
-                s = _host(fields[f], f)
+                s = as_host(fields[f], f)
                 check_leading(s, f, m, "[M] as rewards")
                 out[f] = jnp.asarray(s)
         return cls(**out)

@@ -39,7 +39,8 @@ import numpy as np
 import optax
 from flax import struct
 
-from offrl_jax.data import Trajectories, check_finite, check_mask
+from offrl_jax.core.validation import check_finite, check_mask
+from offrl_jax.data import Trajectories
 
 Array = Any
 

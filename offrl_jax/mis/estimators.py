@@ -23,7 +23,8 @@ from typing import Any, List, NamedTuple, Optional, Tuple, Union
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.data import Trajectories, Transitions, check_mask
+from offrl_jax.core.validation import check_mask
+from offrl_jax.data import Trajectories, Transitions
 from offrl_jax.mis.tabular import TabularRatios, tabular_average_ratios, tabular_ratios, validate_tabular_inputs
 from offrl_jax.mis.time_indexed import TimeIndexedRatios, tabular_time_ratios
 

@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.data import check_finite
+from offrl_jax.core.validation import check_finite
 from offrl_jax.envs.tabular import TabularMDP, state_distributions, state_policy
 
 Array = Any

@@ -1,6 +1,6 @@
 """Off-policy evaluation: importance sampling, doubly robust, MAGIC, confidence bounds, diagnostics."""
 
-from offrl_jax.ope.diagnostics import (
+from offrl_jax.core.diagnostics import (
     WeightDiagnostics,
     effective_sample_size,
     max_weight_share,
@@ -8,13 +8,11 @@ from offrl_jax.ope.diagnostics import (
     weight_diagnostics,
 )
 from offrl_jax.ope.doubly_robust import (
-    ModelTerms,
     direct_method,
     direct_method_from_q,
     doubly_robust,
     doubly_robust_returns,
     doubly_robust_values,
-    model_terms,
     weighted_doubly_robust,
     weighted_doubly_robust_with_info,
 )
@@ -31,14 +29,14 @@ from offrl_jax.ope.estimators import (
     weighted_per_decision_is,
     weighted_per_decision_is_with_info,
 )
-from offrl_jax.ope.importance import (
+from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
+from offrl_jax.core.weights import (
     clip_log_ratios,
     cumulative_log_weights,
     log_discounts,
     log_importance_ratios,
     normalized_weights,
-    validate_log_probs,
-    validate_ope_inputs,
 )
 from offrl_jax.ope.confidence import (
     BootstrapInterval,

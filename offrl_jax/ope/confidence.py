@@ -30,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import betainc, ndtr, ndtri
 
+from offrl_jax.core.validation import is_concrete
+
 Array = Any
 
 __all__ = [
@@ -102,12 +104,10 @@ class HCOPEResult(NamedTuple):
 # ----------------------------------------------------------------------------------------------
 # Host-side validation (skipped for tracers).
 # ----------------------------------------------------------------------------------------------
-def _concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
 
 
 def _check_confidence(confidence: Any) -> None:
-    if not _concrete(confidence):
+    if not is_concrete(confidence):
         return
     c = np.asarray(confidence, dtype=np.float64)
     if c.shape != () or not np.isfinite(c) or not 0.0 < float(c) < 1.0:
@@ -121,7 +121,7 @@ def _check_side(side: str) -> None:
 
 def validate_samples(samples: Array, name: str = "samples", min_size: int = 2) -> None:
     """Raises ``ValueError`` unless ``samples`` is a finite ``[n]`` array with n >= ``min_size``."""
-    if not _concrete(samples):
+    if not is_concrete(samples):
         return
     x = np.asarray(samples)
     if x.ndim != 1:
@@ -138,7 +138,7 @@ def validate_samples(samples: Array, name: str = "samples", min_size: int = 2) -
 def _check_range(
     samples: Array, a: Any, b: Any, name: str = "samples", tol: float = 1e-6, range_names: str = "a, b"
 ) -> None:
-    if not _concrete(samples, a, b):
+    if not is_concrete(samples, a, b):
         return
     a_, b_ = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a_.shape != () or b_.shape != () or not (np.isfinite(a_) and np.isfinite(b_)):
@@ -414,7 +414,7 @@ def bootstrap_interval(
         if not callable(estimator):
             raise ValueError(f"estimator: expected a callable data -> scalar, found {type(estimator)}")
         closed_form_jackknife = False
-        if _concrete(data):
+        if is_concrete(data):
             for leaf in jax.tree_util.tree_leaves(data):
                 arr = np.asarray(leaf)
                 if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
@@ -559,7 +559,7 @@ def hcope_lower_bound(
     validate_samples(returns, "returns")
     _check_range(returns, g_min, g_max, "returns", range_names="g_min, g_max")
     lw = _float(log_weights)
-    if _concrete(log_weights):
+    if is_concrete(log_weights):
         a = np.asarray(log_weights)
         if a.shape != np.shape(returns):
             raise ValueError(

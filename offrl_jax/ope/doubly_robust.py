@@ -27,22 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.ope.estimators import WeightedEstimate, _ess, _masked
-from offrl_jax.ope.importance import (
-    cumulative_log_weights,
-    is_concrete,
-    log_discounts,
-    normalized_weights,
-    safe_ratio,
-    map_rows,
-    scan_rows,
-    validate_ope_inputs,
-)
+from offrl_jax.core.blocking import map_rows, scan_rows
+from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.validation import is_concrete, validate_ope_inputs
+from offrl_jax.core.weights import cumulative_log_weights, log_discounts, normalized_weights, safe_ratio
 
 Array = Any
 
 __all__ = [
-    "ModelTerms",
-    "model_terms",
     "direct_method",
     "direct_method_from_q",
     "doubly_robust_values",
@@ -53,34 +45,6 @@ __all__ = [
 ]
 
 _METHODS = ("scan", "associative", "weights")
-
-
-class ModelTerms(NamedTuple):
-    """Model inputs of DR-type estimators: ``q_taken`` and ``v_hat``, both ``[N, T]``."""
-
-    q_taken: Array
-    v_hat: Array
-
-
-def model_terms(q_values: Array, target_probs: Array, actions: Array, mask: Array) -> ModelTerms:
-    """Q-hat at the logged actions and V-hat = E_pi Q-hat, masked to 0 on padding.
-
-    q_taken_t = Q-hat(s_t, a_t),  v_hat_t = sum_a pi(a|s_t) Q-hat(s_t, a).
-
-    Args:
-      q_values: ``[N, T, A]`` Q-hat(s_t, a) for every action.
-      target_probs: ``[N, T, A]`` pi(a | s_t).
-      actions: ``[N, T]`` int logged actions a_t.
-      mask: ``[N, T]`` 1 on real steps, 0 on padding.
-
-    Returns:
-      :class:`ModelTerms` with two ``[N, T]`` arrays.
-    """
-    chex.assert_rank([q_values, target_probs], 3)
-    chex.assert_equal_shape([q_values, target_probs])
-    q_taken = jnp.take_along_axis(q_values, jnp.asarray(actions)[..., None].astype(jnp.int32), axis=-1)[..., 0]
-    v_hat = jnp.sum(target_probs * q_values, axis=-1)
-    return ModelTerms(_masked(q_taken, mask), _masked(v_hat, mask))
 
 
 def direct_method(v_hat_initial: Array) -> Array:
@@ -228,7 +192,7 @@ def doubly_robust_returns(
     Their mean is :func:`doubly_robust`; they are i.i.d. across trajectories (t-intervals,
     bootstrap). ``method``: ``"scan"``, ``"associative"`` or ``"weights"`` (unrolled form with
     log-space weights). Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed in blocks
-    of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
+    of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, found {method!r}")
@@ -287,7 +251,7 @@ def doubly_robust(
       method: ``"scan"`` (default), ``"associative"`` or ``"weights"``; all give the same value.
       validate: run the host checks when the inputs are concrete.
       chunk_rows: rows per block (default automatic, see
-        :func:`~offrl_jax.ope.importance.map_rows`).
+        :func:`~offrl_jax.core.blocking.map_rows`).
 
     Returns:
       scalar estimate of J(pi).
@@ -374,7 +338,7 @@ def weighted_doubly_robust(
       v_hat: ``[N, T]`` V-hat(s_t).
       validate: run the host checks when the inputs are concrete.
       chunk_rows: rows per block (default automatic, see
-        :func:`~offrl_jax.ope.importance.map_rows`).
+        :func:`~offrl_jax.core.blocking.map_rows`).
 
     Returns:
       scalar estimate of J(pi).

@@ -8,7 +8,7 @@ Two layers, as everywhere in :mod:`offrl_jax.ope`:
   ``trajectory_is``, ``per_decision_is``, ``weighted_is``, ``weighted_per_decision_is``).
 
 The dataset-level functions are jit- and vmap-safe. Called on concrete arrays they first run
-the host checks of :func:`~offrl_jax.ope.importance.validate_ope_inputs` (``ValueError`` naming
+the host checks of :func:`~offrl_jax.core.validation.validate_ope_inputs` (``ValueError`` naming
 the argument); under ``jit``/``vmap`` the checks are skipped and status comes back as flags from
 the ``*_with_info`` variants. Weights are formed in log space (cumulative sums of log ratios,
 discount folded into the exponent; softmax across trajectories for the weighted forms).
@@ -27,16 +27,14 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from offrl_jax.ope.importance import (
+from offrl_jax.core.blocking import map_rows, scan_rows
+from offrl_jax.core.validation import is_concrete, validate_ope_inputs
+from offrl_jax.core.weights import (
     clip_log_ratios,
     cumulative_log_weights,
-    is_concrete,
     log_discounts,
-    map_rows,
     normalized_weights,
     safe_ratio,
-    scan_rows,
-    validate_ope_inputs,
 )
 
 Array = Any
@@ -171,7 +169,7 @@ def trajectory_is_returns(
 
     Their mean is :func:`trajectory_is`; they are i.i.d. across trajectories, so they feed
     t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed
-    in blocks of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
+    in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
     f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
@@ -189,7 +187,7 @@ def per_decision_is_returns(
     """``[N]`` per-trajectory terms sum_t gamma^t w^n_{0:t} r^n_t (vmapped core).
 
     Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are
-    processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.ope.importance.map_rows`).
+    processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
     f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
@@ -230,7 +228,7 @@ def trajectory_is(
       max_log_weight: optional truncation of the log trajectory weight.
       validate: run the host checks when the inputs are concrete (skipped under tracing).
       chunk_rows: rows per block (a speed/memory knob; default automatic, see
-        :func:`~offrl_jax.ope.importance.map_rows`).
+        :func:`~offrl_jax.core.blocking.map_rows`).
 
     Returns:
       scalar estimate of J(pi).

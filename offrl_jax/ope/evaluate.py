@@ -30,7 +30,8 @@ from offrl_jax.ope.estimators import (
     weighted_is_with_info,
     weighted_per_decision_is_with_info,
 )
-from offrl_jax.ope.importance import log_importance_ratios, validate_log_probs, validate_ope_inputs
+from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
+from offrl_jax.core.weights import log_importance_ratios
 from offrl_jax.ope.magic import magic
 
 Array = Any

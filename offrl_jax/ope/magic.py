@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.ope.confidence import bootstrap_indices
-from offrl_jax.ope.importance import cumulative_log_weights, normalized_weights, validate_ope_inputs
+from offrl_jax.core.validation import is_concrete, validate_ope_inputs
+from offrl_jax.core.weights import cumulative_log_weights, normalized_weights
 
 Array = Any
 
@@ -188,7 +189,7 @@ def j_step_returns(
     if j_steps is None:
         j_steps = default_j_steps(rewards.shape[1], model_value is not None)
     js = _validate_j_steps(j_steps, model_value)
-    if _concrete(rewards, log_ratios, mask, gamma, q_taken, v_hat):
+    if is_concrete(rewards, log_ratios, mask, gamma, q_taken, v_hat):
         validate_ope_inputs(rewards, log_ratios, mask, gamma, q_taken, v_hat)
     log_w, err, disc, v0 = _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat)
     n, t = err.shape
@@ -209,8 +210,6 @@ def j_step_returns(
     return JStepReturns(jnp.sum(per, axis=0), per, jnp.asarray(js, jnp.int32), zero)
 
 
-def _concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
 
 
 def simplex_qp(
@@ -364,7 +363,7 @@ def magic(
     Returns:
       :class:`MagicResult`.
     """
-    if _concrete(delta, eps):
+    if is_concrete(delta, eps):
         if not 0.0 < float(delta) < 1.0:
             raise ValueError(f"delta: expected a value in (0, 1), found {delta}")
         if not (np.isfinite(eps) and float(eps) >= 0.0):
@@ -373,7 +372,7 @@ def magic(
         raise ValueError(f"num_resamples: expected an int >= 2, found {num_resamples}")
     if np.ndim(rewards) == 2 and np.shape(rewards)[0] < 2:
         raise ValueError(f"rewards: expected N >= 2 trajectories, found shape {list(np.shape(rewards))}")
-    if model_value is not None and _concrete(model_value) and not np.isfinite(np.asarray(model_value)).all():
+    if model_value is not None and is_concrete(model_value) and not np.isfinite(np.asarray(model_value)).all():
         raise ValueError(f"model_value: expected a finite scalar, found {model_value}")
     jr = j_step_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, j_steps, model_value, centred_covariance)
     g, per = jr.returns, jr.per_trajectory

@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.data import check_finite, check_log_probs, check_mask
+from offrl_jax.core.validation import check_finite, check_log_probs, check_mask
 
 Array = Any
 

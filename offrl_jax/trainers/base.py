@@ -1,19 +1,28 @@
-"""A generic thin trainer: a jitted chunk function, its state, metrics history, progress bar,
-periodic evaluation callbacks and Orbax checkpoints. No algorithm math lives here.
+"""The one thin trainer: any learner's jitted ``run``, its state, metrics history, progress bar,
+periodic evaluation callbacks and crash-safe Orbax checkpoints. No algorithm math lives here.
 
-A trainer is built from a pure ``chunk_fn(state, *inputs, num_steps) -> (state, metrics)``
-(``metrics`` a NamedTuple or dict of ``[num_steps]`` arrays), jitted once with ``num_steps``
-static. ``fit(steps)`` runs it in chunks of ``chunk_size``; metrics come back to the host once
-per chunk, never per step. Given the same initial state (hence the same seed) two trainers
+A :class:`Trainer` wraps a :class:`~offrl_jax.core.learner.Learner` (``init(key, data)``,
+``run(state, data, num_steps)``) built by any family's ``make_learner(config, ...)``. ``run`` is
+jitted once with ``num_steps`` static; ``fit(steps)`` calls it in chunks of ``chunk_size`` and
+brings metrics to the host once per chunk, never per step. Given the same seed two trainers
 produce identical numbers, and a checkpoint restores the whole state, PRNG key included, so a
-resumed run continues bit-for-bit.
+resumed run continues bit for bit.
+
+Checkpoints are crash-safe: each save writes a new step directory under a temporary name, then
+publishes it with an atomic rename and points ``LATEST`` at it (itself replaced atomically); a
+killed save leaves the previous checkpoint intact. A checkpoint records the learner's config and
+restoring into a trainer whose config differs raises ``ValueError`` naming the fields. Restore
+reads and checks everything before it assigns anything.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
+import shutil
+import tempfile
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
@@ -22,9 +31,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-__all__ = ["Trainer"]
+from offrl_jax.core.learner import Learner
+from offrl_jax.core.validation import check_positive_int
+
+__all__ = ["Trainer", "Callback", "atomic_write"]
 
 Callback = Callable[["Trainer"], Optional[Dict[str, Any]]]
+
+_LATEST = "LATEST"
 
 
 def _is_key(x) -> bool:
@@ -41,47 +55,77 @@ def _as_dict(metrics) -> Dict[str, Any]:
     return dict(metrics)
 
 
+def _config_record(config: Any) -> Dict[str, str]:
+    """``{field: repr(value)}`` of a dataclass config (``{}`` for none); compared on restore."""
+    if config is None:
+        return {}
+    if dataclasses.is_dataclass(config):
+        return {f.name: repr(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if hasattr(config, "_asdict"):
+        return {k: repr(v) for k, v in config._asdict().items()}
+    return {"config": repr(config)}
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Calls ``write(tmp)`` on a temporary file beside ``path``, fsyncs it, then renames it over
+    ``path`` (atomic on POSIX): a failed or killed write leaves the previous file intact."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 class Trainer:
-    """Holds a state and runs a jitted chunk function over it.
+    """Holds a learner's state and runs its jitted ``run`` in chunks.
 
     Args:
-      chunk_fn: pure ``(state, *inputs, num_steps, **static) -> (state, metrics)``;
-        ``num_steps`` and ``static`` are passed by keyword and are static (hashable). Pass a
-        module-level function so that trainers with equal static arguments share compilations.
-      state: the initial state pytree (may hold typed PRNG keys).
-      inputs: arrays passed to every chunk call (e.g. the dataset), not part of the state.
+      learner: a :class:`~offrl_jax.core.learner.Learner` from a family's ``make_learner``.
+      data: the dataset passed to every ``run`` call (not part of the state).
+      seed: int seed of ``learner.init``; the run is deterministic given it.
+      config: the learner's config, recorded in checkpoints (a mismatch on restore raises).
       chunk_size: steps per jitted call.
       callbacks: functions ``trainer -> dict | None`` run every ``eval_every`` steps; returned
         dicts are stored in :attr:`evals` with the step.
       eval_every: callback period in steps (rounded up to whole chunks); ``None`` = at the end
         of each ``fit`` only.
-      progress: show a tqdm progress bar.
-      static: hashable keyword arguments for ``chunk_fn`` (e.g. a config), static under jit.
+      progress: show a tqdm progress bar (on stderr).
+      state: an initial state to use instead of ``learner.init(key(seed), data)``.
     """
 
     def __init__(
         self,
-        chunk_fn: Callable,
-        state: Any,
-        inputs: Sequence[Any] = (),
+        learner: Learner,
+        data: Any,
+        *,
+        seed: int = 0,
+        config: Any = None,
         chunk_size: int = 1000,
         callbacks: Sequence[Callback] = (),
         eval_every: Optional[int] = None,
         progress: bool = True,
-        static: Optional[Dict[str, Any]] = None,
+        state: Any = None,
     ):
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size: expected a positive int, found {chunk_size!r}")
-        if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-            raise ValueError(f"eval_every: expected a positive int or None, found {eval_every!r}")
-        self.state = state
-        self.inputs = tuple(inputs)
+        check_positive_int(chunk_size, "chunk_size")
+        check_positive_int(eval_every, "eval_every", allow_none=True)
+        if not isinstance(learner, Learner):
+            raise ValueError(f"learner: expected an offrl_jax.core.Learner, found {type(learner).__name__}")
+        self.learner = learner
+        self.data = data
+        self.config = config
         self.chunk_size = chunk_size
         self.callbacks = list(callbacks)
         self.eval_every = eval_every
         self.progress = progress
-        self._static = dict(static or {})
-        self._chunk = jax.jit(chunk_fn, static_argnames=("num_steps", *self._static))
+        self.state = jax.jit(learner.init)(jax.random.key(seed), data) if state is None else state
+        self._chunk = jax.jit(learner.run, static_argnums=2)
         self._history: List[Dict[str, np.ndarray]] = []
         self.evals: List[Dict[str, Any]] = []
         self.step = 0
@@ -89,14 +133,13 @@ class Trainer:
     # -- running ---------------------------------------------------------------------------
     def fit(self, steps: int) -> "Trainer":
         """Runs ``steps`` more steps in jitted chunks; returns ``self``."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a positive int, found {steps!r}")
+        check_positive_int(steps, "steps")
         next_eval = None if self.eval_every is None else (self.step // self.eval_every + 1) * self.eval_every
         with tqdm(total=steps, disable=not self.progress, desc=type(self).__name__) as bar:
             done = 0
             while done < steps:
                 n = min(self.chunk_size, steps - done)
-                self.state, metrics = self._chunk(self.state, *self.inputs, num_steps=n, **self._static)
+                self.state, metrics = self._chunk(self.state, self.data, n)
                 metrics = {k: np.asarray(v) for k, v in _as_dict(metrics).items()}
                 self._history.append(metrics)
                 done += n
@@ -131,52 +174,116 @@ class Trainer:
         return out
 
     def to_csv(self, path: str) -> None:
-        """Writes the per-step history as CSV (one row per step)."""
+        """Writes the per-step history as CSV (one row per step), atomically."""
         hist = self.history
         names = ["step"] + [k for k in hist if k != "step"]
-        with open(path, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(names)
-            for row in zip(*(hist[k].tolist() for k in names)):
-                w.writerow(row)
+
+        def write(tmp):
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(names)
+                for row in zip(*(hist[k].tolist() for k in names)):
+                    w.writerow(row)
+
+        atomic_write(path, write)
 
     def to_json(self, path: str) -> None:
-        """Writes ``{"history": {...}, "evals": [...]}`` as JSON."""
+        """Writes ``{"history": {...}, "evals": [...]}`` as JSON, atomically."""
         hist = {k: v.tolist() for k, v in self.history.items()}
-        with open(path, "w") as f:
-            json.dump({"history": hist, "evals": self.evals}, f)
+
+        def write(tmp):
+            with open(tmp, "w") as f:
+                json.dump({"history": hist, "evals": self.evals}, f)
+
+        atomic_write(path, write)
 
     # -- checkpoints ------------------------------------------------------------------------
-    def save(self, directory: str) -> None:
-        """Saves the state (Orbax), the metrics history (npz, dtypes kept) and evals (JSON)."""
+    def save(self, directory: str, keep: int = 2) -> str:
+        """Saves state (Orbax), history (npz), evals, step and config as a new checkpoint.
+
+        The checkpoint is written to a temporary step directory, published by an atomic rename
+        and made current by atomically replacing ``LATEST``; the ``keep`` newest are kept. A
+        save killed at any moment leaves the previous checkpoint restorable.
+
+        Returns:
+          the published step directory.
+        """
+        check_positive_int(keep, "keep")
         directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
-        ckpt = ocp.StandardCheckpointer()
-        ckpt.save(os.path.join(directory, "state"), _to_saveable(self.state), force=True)
-        ckpt.wait_until_finished()
-        hist = {k: v for k, v in self.history.items() if k != "step"}
-        np.savez(os.path.join(directory, "history.npz"), **hist)
-        with open(os.path.join(directory, "trainer.json"), "w") as f:
-            json.dump({"step": self.step, "evals": self.evals}, f)
+        name = f"step_{self.step:012d}"
+        final = os.path.join(directory, name)
+        tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
+        try:
+            ckpt = ocp.StandardCheckpointer()
+            ckpt.save(os.path.join(tmp, "state"), _to_saveable(self.state))
+            ckpt.wait_until_finished()
+            hist = {k: v for k, v in self.history.items() if k != "step"}
+            np.savez(os.path.join(tmp, "history.npz"), **hist)
+            meta = {"step": self.step, "evals": self.evals, "config": _config_record(self.config)}
+            with open(os.path.join(tmp, "trainer.json"), "w") as f:
+                json.dump(meta, f)
+            if os.path.exists(final):  # re-saving the same step: retire the old copy first
+                old = tempfile.mkdtemp(prefix=f".old-{name}-", dir=directory)
+                os.replace(final, os.path.join(old, name))
+                shutil.rmtree(old, ignore_errors=True)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+        def write_latest(path):
+            with open(path, "w") as f:
+                f.write(name)
+
+        atomic_write(os.path.join(directory, _LATEST), write_latest)
+        steps = sorted(d for d in os.listdir(directory) if d.startswith("step_") and d != name)
+        for old in steps[: max(0, len(steps) - (keep - 1))]:
+            shutil.rmtree(os.path.join(directory, old), ignore_errors=True)
+        return final
 
     def restore(self, directory: str) -> "Trainer":
-        """Restores a :meth:`save` checkpoint into this trainer (same config); returns ``self``."""
+        """Restores the latest :meth:`save` checkpoint into this trainer; returns ``self``.
+
+        Raises:
+          ValueError: if there is no checkpoint, it is damaged, or it was saved with another
+            config (naming the fields that differ). Nothing is changed unless all of it loads.
+        """
         directory = os.path.abspath(directory)
+        latest = os.path.join(directory, _LATEST)
+        if not os.path.exists(latest):
+            raise ValueError(f"directory: no checkpoint found in {directory} (missing {_LATEST})")
+        with open(latest) as f:
+            path = os.path.join(directory, f.read().strip())
+        try:
+            with open(os.path.join(path, "trainer.json")) as f:
+                meta = json.load(f)
+            step, evals, saved_config = int(meta["step"]), list(meta["evals"]), dict(meta.get("config", {}))
+            with np.load(os.path.join(path, "history.npz")) as z:
+                hist = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"directory: checkpoint {path} is damaged or incomplete ({e})") from e
+        ours = _config_record(self.config)
+        if saved_config and ours and saved_config != ours:
+            diff = sorted(k for k in set(saved_config) | set(ours) if saved_config.get(k) != ours.get(k))
+            detail = ", ".join(f"{k}: saved {saved_config.get(k)} vs {ours.get(k)}" for k in diff)
+            raise ValueError(f"directory: checkpoint was saved with another config ({detail})")
         template = self.state
         abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, _to_saveable(template))
-        restored = ocp.StandardCheckpointer().restore(os.path.join(directory, "state"), abstract)
+        try:
+            restored = ocp.StandardCheckpointer().restore(os.path.join(path, "state"), abstract)
+        except Exception as e:  # orbax raises several types for a missing or mismatched tree
+            raise ValueError(f"directory: cannot restore the state from {path} ({e})") from e
 
         def back(t, r):
             if _is_key(t):
                 return jax.random.wrap_key_data(r, impl=jax.random.key_impl(t))
             return r
 
-        self.state = jax.tree_util.tree_map(back, template, restored)
-        with open(os.path.join(directory, "trainer.json")) as f:
-            meta = json.load(f)
-        self.step = int(meta["step"])
-        with np.load(os.path.join(directory, "history.npz")) as z:
-            hist = {k: z[k] for k in z.files}
+        new_state = jax.tree_util.tree_map(back, template, restored)
+        # Everything loaded: assign.
+        self.state = new_state
+        self.step = step
         self._history = [hist] if hist else []
-        self.evals = list(meta["evals"])
+        self.evals = evals
         return self

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl_jax.data import check_mask
+from offrl_jax.core.validation import check_mask
 from offrl_jax.envs.control import (
     MonteCarloValue,
     control_episode,

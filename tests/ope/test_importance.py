@@ -148,7 +148,7 @@ def test_traced_inputs_skip_host_checks_and_stay_jittable():
 
 
 def test_blocked_cumsum_matches_numpy_and_carries_infinities():
-    from offrl_jax.ope.importance import cumsum_last
+    from offrl_jax.core.weights import cumsum_last
 
     for shape in [(1,), (7,), (3, 5), (2, 128), (2, 129), (2, 300), (2, 10_000)]:
         x = jax.random.normal(jax.random.key(shape[-1]), shape)

@@ -16,7 +16,8 @@ import chex
 import jax.numpy as jnp
 from jax.scipy.special import logsumexp
 
-from offrl_jax.ope.importance import cumulative_log_weights, is_concrete, validate_ope_inputs
+from offrl_jax.core.validation import is_concrete, validate_ope_inputs
+from offrl_jax.core.weights import cumulative_log_weights
 
 Array = Any
 
