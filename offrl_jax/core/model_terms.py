@@ -56,7 +56,7 @@ def model_terms(q_values: Array, target_probs: Array, actions: Array, mask: Arra
     chex.assert_equal_shape([q_values, target_probs])
     chex.assert_shape([actions, mask], q_values.shape[:2])
     q = jnp.asarray(q_values)
-    taken = jnp.asarray(actions)[..., None] == jnp.arange(q.shape[-1])
+    taken = jnp.asarray(actions)[..., None] == jnp.arange(q.shape[-1]).reshape(1, 1, -1)
     real = jnp.asarray(mask) > 0
     q_taken = jnp.sum(jnp.where(taken, q, jnp.zeros_like(q)), axis=-1)
     v_hat = jnp.sum(jnp.asarray(target_probs, q.dtype) * q, axis=-1)

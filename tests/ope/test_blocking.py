@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from offrl_jax import ope
-from offrl_jax.ope import importance
+from offrl_jax.core import blocking as importance
 
 N, T = 37, 9
 
