@@ -20,6 +20,8 @@ which validate on the host and raise ``ValueError`` naming the field, before any
 from __future__ import annotations
 
 import os
+import tempfile
+import zipfile
 from typing import Any, Mapping, Optional, Sequence
 
 import jax
@@ -216,11 +218,23 @@ class Transitions:
                 f"next_observations: expected shape {list(out['observations'].shape)}, "
                 f"found {list(out['next_observations'].shape)}"
             )
+        d = np.asarray(out["discounts"])
+        if d.shape != m:
+            raise ValueError(f"discounts: expected shape {list(m)} (as rewards), found {list(d.shape)}")
+        if np.any((d < 0) | (d > 1)):
+            raise ValueError(f"discounts: expected values in [0, 1], found range [{d.min()}, {d.max()}]")
+        out["discounts"] = jnp.asarray(d.astype(rewards.dtype))
         for f in ("behavior_log_probs", "target_log_probs"):
             if fields.get(f) is not None:
                 lp = check_log_probs(fields[f], f)
                 if lp.shape != m:
                     raise ValueError(f"{f}: expected shape {list(m)}, found {list(lp.shape)}")
+                if f == "behavior_log_probs" and not np.all(np.isfinite(lp)):
+                    idx = int(np.argwhere(~np.isfinite(lp))[0, 0])
+                    raise ValueError(
+                        f"{f}: behaviour probability is 0 at logged transition {idx}; a logged action "
+                        "must have positive behaviour probability"
+                    )
                 out[f] = jnp.asarray(lp)
         for f in ("states", "next_states"):
             if fields.get(f) is not None:
@@ -340,39 +354,79 @@ def from_episodes(
     return Trajectories.create(mask=mask, **out)
 
 
-def from_dict(data: Mapping[str, Array], max_length: Optional[int] = None) -> Trajectories:
+def from_dict(
+    data: Mapping[str, Array], max_length: Optional[int] = None, unknown_next: str = "error"
+) -> Trajectories:
     """Cuts a flat D4RL/Minari-style dict into :class:`Trajectories`.
 
     Keys: ``observations`` ``[M, ...]``, ``actions`` ``[M, ...]``, ``rewards`` ``[M]``,
     ``terminals`` ``[M]`` (true termination after step m), ``timeouts`` ``[M]`` (time-limit
     truncation after step m), optional ``next_observations`` (else the following row's
     observation; the final row of an episode then needs ``next_observations``) and
-    ``behavior_log_probs``/``log_probs``. An episode ends after any step with a terminal or
-    timeout flag, and at the end of the arrays.
+    ``behavior_log_probs``/``log_probs`` and ``target_log_probs``. An episode ends after any step
+    with a terminal or timeout flag, and at the end of the arrays. ``terminals``/``timeouts`` must
+    be 0/1 flags.
+
+    Without ``next_observations``, the last step of an episode that ends by a time-out (or at the
+    end of the arrays without a terminal flag) has no known s' to bootstrap from: by default that
+    raises ``ValueError``; ``unknown_next="drop"`` drops those steps (each such episode becomes
+    one step shorter and ends by time-out at the step before, as d3rlpy does for its transitions).
     """
+    if unknown_next not in ("error", "drop"):
+        raise ValueError(f"unknown_next: expected 'error' or 'drop', found {unknown_next!r}")
     r = check_finite(data.get("rewards"), "rewards") if data.get("rewards") is not None else None
     if r is None:
         raise ValueError("rewards: required key is missing")
     m = r.shape[0]
     if m == 0:
         raise ValueError("rewards: empty dataset (M = 0)")
-    term = np.asarray(data.get("terminals", np.zeros(m)), dtype=bool)
-    tout = np.asarray(data.get("timeouts", np.zeros(m)), dtype=bool)
-    for name, a in (("terminals", term), ("timeouts", tout)):
+    for key in ("observations", "actions"):
+        if data.get(key) is None:
+            raise ValueError(f"{key}: required key is missing")
+    flags = {}
+    for name in ("terminals", "timeouts"):
+        a = check_finite(data.get(name, np.zeros(m)), name)
         if a.shape != (m,):
             raise ValueError(f"{name}: expected shape [{m}] (as rewards), found {list(a.shape)}")
+        if not np.all((a == 0) | (a == 1)):
+            bad = a[(a != 0) & (a != 1)][0]
+            raise ValueError(f"{name}: expected 0/1 (or bool) flags, found {bad}")
+        flags[name] = a.astype(bool)
+    term, tout = flags["terminals"], flags["timeouts"]
     obs = np.asarray(data["observations"])
     check_leading(obs, "observations", (m,), "[M] as rewards")
     nxt = data.get("next_observations")
     ends = np.flatnonzero(term | tout)
     ends = np.unique(np.concatenate([ends, [m - 1]]))
+    starts = np.concatenate([[0], ends[:-1] + 1])
     if nxt is None:
         # The next observation is the following row. At an episode's last row it is unknown: the
-        # row's own observation stands in (harmless for terminal steps, whose discount is 0).
+        # row's own observation stands in where the step is terminal (discount 0, never used).
+        # After a time-out s' is needed to bootstrap, so that step cannot be kept as it is.
         nxt = np.concatenate([obs[1:], obs[-1:]], axis=0)
         nxt[ends] = obs[ends]
+        cut = ends[~term[ends]]
+        if cut.size:
+            if unknown_next == "error":
+                raise ValueError(
+                    f"next_observations: missing, and {cut.size} episode(s) end without termination "
+                    f"(time-out or end of data, first at row {int(cut[0])}), where s' is needed to "
+                    "bootstrap; pass next_observations, or unknown_next='drop' to drop those last steps"
+                )
+            keep_rows = np.setdiff1d(np.arange(m), cut)
+            if keep_rows.size == 0:
+                raise ValueError("rewards: no step left after dropping the last step of each truncated episode")
+            sub = {k: np.asarray(v)[keep_rows] for k, v in data.items() if np.ndim(v) >= 1 and np.shape(v)[0] == m}
+            # The step before a dropped one now ends its episode by the same time-out.
+            prev = cut - 1
+            prev = prev[(prev >= 0) & ~np.isin(prev, ends)]
+            tflag = np.zeros(m, bool)
+            tflag[prev] = True
+            sub["timeouts"] = (tout | tflag)[keep_rows].astype(np.float64)
+            sub["terminals"] = term[keep_rows].astype(np.float64)
+            sub["next_observations"] = np.concatenate([obs[1:], obs[-1:]], axis=0)[keep_rows]
+            return from_dict(sub, max_length=max_length)
     nxt = np.asarray(nxt)
-    starts = np.concatenate([[0], ends[:-1] + 1])
     episodes = []
     for s0, e0 in zip(starts, ends):
         sl = slice(s0, e0 + 1)
@@ -386,6 +440,8 @@ def from_dict(data: Mapping[str, Array], max_length: Optional[int] = None) -> Tr
         lp = data.get("behavior_log_probs", data.get("log_probs"))
         if lp is not None:
             ep["behavior_log_probs"] = np.asarray(lp)[sl]
+        if data.get("target_log_probs") is not None:
+            ep["target_log_probs"] = np.asarray(data["target_log_probs"])[sl]
         episodes.append(ep)
     return from_episodes(episodes, max_length=max_length)
 
@@ -402,14 +458,45 @@ def to_transitions(traj: Trajectories) -> Transitions:
 
 
 def save_npz(path: str | os.PathLike, data: Trajectories | Transitions) -> None:
-    """Saves a container to ``.npz`` (fields by name, plus its kind)."""
+    """Saves a container to ``.npz`` at exactly ``path`` (fields by name, plus its kind).
+
+    The file is written to a temporary name in the same folder, flushed to disk and published by
+    an atomic rename, so a failed or killed write leaves any previous file at ``path`` intact.
+    """
+    if not isinstance(data, (Trajectories, Transitions)):
+        raise ValueError(f"data: expected Trajectories or Transitions, found {type(data).__name__}")
     arrays = {k: np.asarray(v) for k, v in _fields(data).items()}
-    np.savez(path, __kind__=np.array(type(data).__name__), **arrays)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, __kind__=np.array(type(data).__name__), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 def load_npz(path: str | os.PathLike) -> Trajectories | Transitions:
-    """Loads a container saved by :func:`save_npz`, validating it."""
-    with np.load(path, allow_pickle=False) as z:
+    """Loads a container saved by :func:`save_npz`, validating it.
+
+    Raises:
+      ValueError: naming the file, if it is missing, not an ``.npz`` archive, has no container
+        kind, or its fields fail the container's checks.
+    """
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise ValueError("not an .npz archive")
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"{path}: cannot read an .npz archive written by save_npz ({e})") from e
+    with z:
+        if "__kind__" not in z.files:
+            raise ValueError(f"{path}: not a file written by save_npz (no '__kind__' entry)")
         kind = str(z["__kind__"])
         fields = {k: z[k] for k in z.files if k != "__kind__"}
     cls = {"Trajectories": Trajectories, "Transitions": Transitions}.get(kind)

@@ -70,13 +70,82 @@ def test_from_dict_cuts_at_terminals_and_timeouts():
         terminals=np.array([0, 1, 0, 0, 0, 0, 0]),
         timeouts=np.array([0, 0, 0, 1, 0, 0, 0]),
     )
-    traj = data.from_dict(d)
+    # Without next_observations, s' after a time-out is unknown: an error naming the field.
+    with pytest.raises(ValueError, match="next_observations"):
+        data.from_dict(d)
+    nxt = np.arange(1, m + 1, dtype=float)[:, None]
+    traj = data.from_dict({**d, "next_observations": nxt})
     np.testing.assert_array_equal(traj.lengths, [2, 2, 3])
     np.testing.assert_array_equal(traj.discounts[0, :2], [1, 0])
     # A timeout is a truncation: bootstrapping stays on.
     np.testing.assert_array_equal(traj.discounts[1, :2], [1, 1])
     np.testing.assert_allclose(traj.rewards[2, :3], [4, 5, 6])
     np.testing.assert_allclose(traj.next_observations[2, :2, 0], [5, 6])
+    np.testing.assert_allclose(traj.next_observations[1, :2, 0], [3, 4])
+    # unknown_next="drop": the last step of each truncated episode goes; every s' kept is real.
+    dropped = data.from_dict(d, unknown_next="drop")
+    np.testing.assert_array_equal(dropped.lengths, [2, 1, 2])
+    np.testing.assert_allclose(dropped.rewards[2, :2], [4, 5])
+    np.testing.assert_allclose(dropped.next_observations[1, :1, 0], [3])
+    np.testing.assert_allclose(dropped.next_observations[2, :2, 0], [5, 6])
+    np.testing.assert_array_equal(dropped.discounts[1, :1], [1])
+
+
+def test_from_dict_keeps_target_log_probs_and_checks_flags():
+    m = 4
+    d = dict(observations=np.arange(m, dtype=float)[:, None], actions=np.zeros(m, int), rewards=np.ones(m),
+             terminals=np.array([0, 1, 0, 1]), behavior_log_probs=np.log(np.full(m, 0.5)),
+             target_log_probs=np.log(np.array([0.1, 0.2, 0.3, 0.4])))
+    traj = data.from_dict(d)
+    np.testing.assert_allclose(np.asarray(traj.target_log_probs)[traj.mask > 0], d["target_log_probs"])
+    with pytest.raises(ValueError, match="terminals"):
+        data.from_dict({**d, "terminals": np.array([0, 0.5, 0, 1])})
+    for key in ("observations", "actions"):
+        with pytest.raises(ValueError, match=key):
+            data.from_dict({k: v for k, v in d.items() if k != key})
+
+
+def test_save_npz_is_atomic_and_exact_path(tmp_path):
+    traj = data.from_episodes([dict(observations=np.zeros((3, 1)), actions=np.zeros(2, int), rewards=np.ones(2))])
+    plain = tmp_path / "plain"
+    data.save_npz(plain, traj)
+    assert plain.exists() and not (tmp_path / "plain.npz").exists()
+    jax.tree_util.tree_map(np.testing.assert_array_equal, traj, data.load_npz(plain))
+
+    class Boom(Exception):
+        pass
+
+    good = plain.read_bytes()
+    original = np.savez
+
+    def failing(f, **arrays):
+        f.write(b"partial")
+        raise Boom()
+
+    np.savez = failing
+    try:
+        with pytest.raises(Boom):
+            data.save_npz(plain, traj)
+    finally:
+        np.savez = original
+    assert plain.read_bytes() == good  # the previous good file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["plain"]  # no temporary left behind
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(2))
+    with pytest.raises(ValueError, match="save_npz"):
+        data.load_npz(bad)
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk"):
+        data.load_npz(tmp_path / "junk.npz")
+
+
+def test_transitions_check_discounts_and_behaviour_support():
+    base = dict(observations=np.zeros(3), actions=np.zeros(3, int), rewards=np.ones(3),
+                next_observations=np.zeros(3), discounts=np.ones(3))
+    with pytest.raises(ValueError, match="discounts"):
+        data.Transitions.create(**{**base, "discounts": np.array([1.0, 5.0, 1.0])})
+    with pytest.raises(ValueError, match="behavior_log_probs"):
+        data.Transitions.create(**base, behavior_log_probs=np.array([0.0, -np.inf, -1.0]))
 
 
 def test_pytree_through_jit_vmap_tree_map():
