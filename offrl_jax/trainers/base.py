@@ -18,7 +18,9 @@ reads and checks everything before it assigns anything.
 from __future__ import annotations
 
 import csv
+import contextlib
 import dataclasses
+import fcntl
 import json
 import os
 import shutil
@@ -81,6 +83,23 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _exclusive(directory: str):
+    """Holds an exclusive, non-blocking lock on ``directory/.lock`` while saving."""
+    fd = os.open(os.path.join(directory, ".lock"), os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ValueError(
+                f"directory: another process or trainer is saving into {directory}; give each "
+                "trainer its own checkpoint directory"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 class Trainer:
@@ -203,7 +222,8 @@ class Trainer:
 
         The checkpoint is written to a temporary step directory, published by an atomic rename
         and made current by atomically replacing ``LATEST``; the ``keep`` newest are kept. A
-        save killed at any moment leaves the previous checkpoint restorable.
+        save killed at any moment leaves the previous checkpoint restorable. Two trainers saving
+        into one directory at once: the second gets a ``ValueError`` (an exclusive lock).
 
         Returns:
           the published step directory.
@@ -211,35 +231,42 @@ class Trainer:
         check_positive_int(keep, "keep")
         directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
-        name = f"step_{self.step:012d}"
-        final = os.path.join(directory, name)
-        tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
-        try:
-            ckpt = ocp.StandardCheckpointer()
-            ckpt.save(os.path.join(tmp, "state"), _to_saveable(self.state))
-            ckpt.wait_until_finished()
-            hist = {k: v for k, v in self.history.items() if k != "step"}
-            np.savez(os.path.join(tmp, "history.npz"), **hist)
-            meta = {"step": self.step, "evals": self.evals, "config": _config_record(self.config)}
-            with open(os.path.join(tmp, "trainer.json"), "w") as f:
-                json.dump(meta, f)
-            if os.path.exists(final):  # re-saving the same step: retire the old copy first
-                old = tempfile.mkdtemp(prefix=f".old-{name}-", dir=directory)
-                os.replace(final, os.path.join(old, name))
-                shutil.rmtree(old, ignore_errors=True)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with _exclusive(directory):
+            # Leftovers of a killed save are removed (the lock says nobody is writing them).
+            for d in os.listdir(directory):
+                if d.startswith(".tmp-"):
+                    path = os.path.join(directory, d)
+                    shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+            existing = sorted(d for d in os.listdir(directory) if d.startswith("step_"))
+            seq = 1 + max((int(d.rsplit("_", 1)[-1]) for d in existing), default=0)
+            name = f"step_{self.step:012d}_{seq:06d}"
+            final = os.path.join(directory, name)
+            tmp = tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=directory)
+            try:
+                ckpt = ocp.StandardCheckpointer()
+                ckpt.save(os.path.join(tmp, "state"), _to_saveable(self.state))
+                ckpt.wait_until_finished()
+                hist = {k: v for k, v in self.history.items() if k != "step"}
+                np.savez(os.path.join(tmp, "history.npz"), **hist)
+                meta = {"step": self.step, "evals": self.evals, "config": _config_record(self.config)}
+                with open(os.path.join(tmp, "trainer.json"), "w") as f:
+                    json.dump(meta, f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
 
-        def write_latest(path):
-            with open(path, "w") as f:
-                f.write(name)
+            def write_latest(path):
+                with open(path, "w") as f:
+                    f.write(name)
 
-        atomic_write(os.path.join(directory, _LATEST), write_latest)
-        steps = sorted(d for d in os.listdir(directory) if d.startswith("step_") and d != name)
-        for old in steps[: max(0, len(steps) - (keep - 1))]:
-            shutil.rmtree(os.path.join(directory, old), ignore_errors=True)
+            atomic_write(os.path.join(directory, _LATEST), write_latest)
+            steps = sorted(d for d in os.listdir(directory) if d.startswith("step_") and d != name)
+            steps.sort(key=lambda d: int(d.rsplit("_", 1)[-1]))  # oldest save first
+            for old in steps[: max(0, len(steps) - (keep - 1))]:
+                shutil.rmtree(os.path.join(directory, old), ignore_errors=True)
         return final
 
     def restore(self, directory: str) -> "Trainer":
