@@ -300,24 +300,34 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+def _replace_atomically(path: str, write: Callable[[str], None]) -> None:
+    """``write(temporary path)`` in ``path``'s folder, then ``os.replace`` onto ``path``."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    os.close(fd)
     try:
+        write(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; results are ordinary files
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _replace_atomically(path, write)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: str | None = None) -> list[str]:
@@ -330,6 +340,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]], align: 
             raise ValueError(f"rows: expected {len(header)} cells per row, found {len(row)}: {row!r}")
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return lines
+
+
+def result_stem(name: str, out: str = RESULTS_DIR, quick: bool = False) -> str:
+    """``<out>/<name>`` or ``<out>/<name>_quick``: the path of a result without its extension."""
+    return os.path.join(out, name + ("_quick" if quick else ""))
+
+
+def save_figure(fig: Any, name: str, out: str = RESULTS_DIR, quick: bool = False) -> str:
+    """Saves a matplotlib figure as ``<stem>.png`` atomically; returns the file name (no folder)."""
+    path = result_stem(name, out, quick) + ".png"
+    _replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    return os.path.basename(path)
 
 
 def write_results(
@@ -349,7 +371,7 @@ def write_results(
     (non-finite floats become null). ``--quick`` runs get the ``_quick`` suffix so that they never
     overwrite full-size results.
     """
-    stem = os.path.join(out, name + ("_quick" if quick else ""))
+    stem = result_stem(name, out, quick)
     doc = {"benchmark": name, "meta": meta, "settings": settings or {}, "results": results}
     doc = _finite(json.loads(json.dumps(doc, default=_jsonable)))
     write_atomic(stem + ".json", json.dumps(doc, indent=1, allow_nan=False) + "\n")
