@@ -135,12 +135,13 @@ def main() -> None:
     acc = jax.vmap(lambda p, pn, r, d: L.td_system(p, pn, r, d, GAMMA, chunk_size=chunk), in_axes=in_axes)
     full = jax.vmap(lambda p, pn, r, d: L.lstdq(p, pn, r, d, GAMMA, 1e-3, chunk_size=chunk, return_info=True),
                     in_axes=in_axes)
-    rows = {}
+    rows, outputs = {}, {}
     for name, f in (("accumulation (td_system)", acc), ("accumulation + solve (lstdq)", full)):
-        timing, res, _ = harness.time_jit(f, *args_j, repeats=repeats)
+        timing, outputs[name], _ = harness.time_jit(f, *args_j, repeats=repeats)
         gflops = 2 * b * n * k * k / timing.run_s / 1e9
         rows[name] = dict(**timing.as_dict(), gflops=gflops, fraction_of_numpy_matmul=gflops / np_ref_gflops,
                           speedup_vs_numpy_loop=t_np_loop / timing.run_s)
+    res = outputs["accumulation + solve (lstdq)"]
     max_rel_err = float(max(np.max(np.abs(np.asarray(res.weights[i]) - ref[i])) / np.max(np.abs(ref[i])) for i in range(b)))
 
     child = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", str(mem_n), "64", "65536"],
