@@ -153,10 +153,11 @@ def time_jit(fn: Callable, *args: Any, repeats: int) -> tuple[Timing, Any, Any]:
       ``(timing, output, compiled)``: :class:`Timing`, the last call's output, and the compiled
       executable (for :func:`compiled_bytes`).
     """
+    _check_repeats(repeats)
     compiled, compile_s = compile_jit(fn, *args)
     out, first = timed_call(compiled, *args)
     times = []
-    for _ in range(_check_repeats(repeats)):
+    for _ in range(repeats):
         out, seconds = timed_call(compiled, *args)
         times.append(seconds)
     return summarize(times, first, compile_s), out, compiled
@@ -168,9 +169,10 @@ def time_calls(fn: Callable, *args: Any, repeats: int) -> tuple[Timing, Any]:
     For functions that cannot be compiled ahead of time (numpy, peer libraries, Python loops around
     several jitted calls). ``compile_s`` is None; for a jitted callable the warm-up includes compiling.
     """
+    _check_repeats(repeats)
     out, first = timed_call(fn, *args)
     times = []
-    for _ in range(_check_repeats(repeats)):
+    for _ in range(repeats):
         out, seconds = timed_call(fn, *args)
         times.append(seconds)
     return summarize(times, first), out
@@ -195,10 +197,9 @@ def python_peak_bytes(fn: Callable, *args: Any) -> tuple[Any, int]:
     return out, int(peak)
 
 
-def _check_repeats(repeats: int) -> int:
+def _check_repeats(repeats: int) -> None:
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: expected an integer >= 1, found {repeats!r}")
-    return repeats
 
 
 # ------------------------------------------------------------------------------------------------

@@ -122,8 +122,10 @@ def test_summarize_median_min_iqr(harness):
     assert harness.summarize([2.0], 1.0).iqr_s == 0.0
     with pytest.raises(ValueError, match="times"):
         harness.summarize([], 1.0)
+    called = []
     with pytest.raises(ValueError, match="repeats"):
-        harness.time_calls(lambda: None, repeats=0)
+        harness.time_calls(lambda: called.append(1), repeats=0)
+    assert not called  # checked before any call
 
 
 # ------------------------------------------------------------------------------------------------
