@@ -12,18 +12,15 @@ and reports Ĵ = mean_n mean_k Q̂(s_0^n, a_k) beside the exact J(π) of
 together with the compile time and the seed-steps/s of the jitted loop (median of repeats,
 ``jax.block_until_ready``).
 
-Usage: python benchmarks/continuous_fqe.py [--quick]
+Usage: python benchmarks/continuous_fqe.py [--quick] [--repeats R] [--out DIR]
 Writes benchmarks/results/continuous_fqe[_quick].{json,md}.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import statistics
-import time
+import sys
 
 import jax
 
@@ -41,7 +38,9 @@ from offrl_jax.envs.lqr import (  # noqa: E402
 )
 from offrl_jax.fitted.continuous import ContinuousFQEConfig, continuous_initial_value, make_continuous_train  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 SYSTEM = LQRSystem.create(
     np.array([[0.9, 0.2], [0.0, 0.8]]), np.array([[0.0], [1.0]]), np.eye(2), 0.5 * np.eye(1),
     0.01 * np.eye(2), np.array([1.0, -0.5]), np.eye(2),
@@ -72,15 +71,7 @@ def run_setting(gamma: float, behaviour: str, features: str, steps: int, seeds: 
         ds = jax.tree.map(lambda x: x.astype(jnp.float32), ds)
     train = jax.jit(jax.vmap(make_continuous_train(cfg, TARGET.sample_actions), in_axes=(0, None)))
     keys = jax.random.split(jax.random.key(0), seeds)
-    t = time.perf_counter()
-    compiled = train.lower(keys, ds).compile()
-    compile_s = time.perf_counter() - t
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        res = jax.block_until_ready(compiled(keys, ds))
-        times.append(time.perf_counter() - t)
-    run_s = statistics.median(times)
+    timing, res, _ = harness.time_jit(train, keys, ds, repeats=repeats)
     s0 = jnp.asarray(
         np.random.default_rng(5).multivariate_normal(SYSTEM.initial_mean, SYSTEM.initial_cov, size=50000),
         ds.observations.dtype,
@@ -101,60 +92,51 @@ def run_setting(gamma: float, behaviour: str, features: str, steps: int, seeds: 
         "fqe_J_per_seed": j_hat.tolist(),
         "rel_err_mean": float(rel.mean()),
         "rel_err_sd": float(rel.std(ddof=1)) if seeds > 1 else 0.0,
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "seed_steps_per_s": seeds * steps / run_s,
+        **timing.as_dict(),
+        "seed_steps_per_s": seeds * steps / timing.run_s,
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for CI")
-    args = parser.parse_args()
+    args = harness.parse_args(harness.make_parser(__doc__, quick_repeats=2, repeats=2))
     if args.quick:
         settings = [(0.8, "near")]
-        steps, seeds, repeats = 300, 2, 2
+        steps, seeds = 300, 2
     else:
         settings = [(0.8, "near"), (0.8, "far"), (0.9, "near"), (0.9, "far")]
-        steps, seeds, repeats = 3000, 4, 2
+        steps, seeds = 3000, 4
+    meta = harness.metadata("float64 (quadratic features), float32 (MLP)")
     rows = []
     for gamma, behaviour in settings:
         for features in ("quadratic", "mlp"):
-            row = run_setting(gamma, behaviour, features, steps, seeds, repeats)
+            row = run_setting(gamma, behaviour, features, steps, seeds, args.repeats)
             rows.append(row)
-            print(json.dumps({k: v for k, v in row.items() if k != "fqe_J_per_seed"}))
-    meta = {
-        "device": str(jax.devices()[0]),
-        "platform": platform.platform(),
-        "jax": jax.__version__,
-        "dataset": "1000 behaviour episodes x 20 steps (M = 20000)",
-        "batch_size": 256,
-        "num_action_samples": 4,
-    }
-    suffix = "_quick" if args.quick else ""
-    out = os.path.join(HERE, "results", f"continuous_fqe{suffix}")
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out + ".json", "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+            print(json.dumps({k: v for k, v in row.items() if k not in ("fqe_J_per_seed", "times_s")}))
+    dataset = "1000 behaviour episodes x 20 steps (M = 20000)"
     lines = [
-        f"# Continuous-action FQE on LQR ({meta['device']}, jax {meta['jax']})",
+        "# Continuous-action FQE on LQR",
         "",
-        f"Data: {meta['dataset']}; batch 256, K = 4 sampled next actions; {seeds} vmapped seeds, "
+        f"{harness.describe(meta)}.",
+        "",
+        f"Data: {dataset}; batch 256, K = 4 sampled next actions; {seeds} vmapped seeds, "
         f"{steps} steps; Ĵ from 50 000 start states x 8 actions. Relative error (Ĵ − J)/|J|: mean ± sd over seeds.",
         "",
-        "| γ | behaviour | Q model | exact J | FQE Ĵ (mean) | rel. error | compile s | seed-steps/s |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    table = []
     for r in rows:
         model = "quadratic (f64)" if r["features"] == "quadratic" else "MLP 2x64 (f32)"
-        lines.append(
-            f"| {r['gamma']} | {r['behaviour']} | {model} | {r['exact_J']:.4f} | {r['fqe_J_mean']:.4f} | "
-            f"{100 * r['rel_err_mean']:+.2f}% ± {100 * r['rel_err_sd']:.2f}% | {r['compile_s']:.1f} | "
-            f"{r['seed_steps_per_s']:.0f} |"
-        )
-    with open(out + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        table.append([
+            r["gamma"], r["behaviour"], model, f"{r['exact_J']:.4f}", f"{r['fqe_J_mean']:.4f}",
+            f"{100 * r['rel_err_mean']:+.2f}% ± {100 * r['rel_err_sd']:.2f}%", f"{r['compile_s']:.1f}",
+            f"{r['seed_steps_per_s']:.0f}",
+        ])
+    lines += harness.markdown_table(
+        ["γ", "behaviour", "Q model", "exact J", "FQE Ĵ (mean)", "rel. error", "compile s", "seed-steps/s"], table
+    )
+    run_settings = {"dataset": dataset, "batch_size": 256, "num_action_samples": 4, "steps": steps, "seeds": seeds,
+                    "repeats": args.repeats, "quick": args.quick}
+    harness.write_results("continuous_fqe", rows, lines, meta=meta, settings=run_settings, out=args.out,
+                          quick=args.quick)
 
 
 if __name__ == "__main__":

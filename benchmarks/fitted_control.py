@@ -18,21 +18,19 @@ Scale. Rewards are ±1 per step, so values are up to 1/(1 − γ) = 100: FQE tra
 scaled by c = 1 − γ (the fixed point is linear in r; estimates are divided by c), on
 standardised observations (per-feature dataset mean and standard deviation).
 
-Usage: python benchmarks/fitted_control.py [--quick]
+Usage: python benchmarks/fitted_control.py [--quick] [--repeats R] [--tasks CartPole-v1 ...] [--out DIR]
 Writes benchmarks/results/fitted_control{,_quick}.{json,md}.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
-import statistics
 import sys
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 GAMMA = 0.99
 MC_EPISODES = 1000
 LIFTED_LIMIT = 3000
@@ -44,10 +42,10 @@ TASKS = {
 }
 
 
-def settings(quick: bool) -> dict:
+def settings(quick: bool, repeats: int) -> dict:
     if quick:
-        return dict(hidden=(64, 64), steps=3000, seeds=2, episodes_div=15, repeats=1)
-    return dict(hidden=(256, 256), steps=12000, seeds=3, episodes_div=1, repeats=1)
+        return dict(hidden=(64, 64), steps=3000, seeds=2, episodes_div=15, repeats=repeats)
+    return dict(hidden=(256, 256), steps=12000, seeds=3, episodes_div=1, repeats=repeats)
 
 
 def run_task(env_name: str, s: dict) -> dict:
@@ -87,17 +85,9 @@ def run_task(env_name: str, s: dict) -> dict:
         batch_size=256, learning_rate=1e-3, target_update_period=10,
     )
     keys = jax.random.split(jax.random.key(1), s["seeds"])
-    f = jax.jit(fqe_value, static_argnames=("policy", "config", "standardize"))
-    lowered = f.lower(keys, data, s0, policy, cfg, 1.0 - GAMMA)
-    t = time.perf_counter()
-    compiled = lowered.compile()
-    compile_s = time.perf_counter() - t
-    times = []
-    for _ in range(s["repeats"]):
-        t = time.perf_counter()
-        res = jax.block_until_ready(compiled(keys, data, s0, 1.0 - GAMMA))
-        times.append(time.perf_counter() - t)
-    run_s = statistics.median(times)
+    f = lambda k, d, o, c: fqe_value(k, d, o, policy, cfg, c)  # noqa: E731  (policy, config static)
+    timing, res, _ = harness.time_jit(f, keys, data, s0, 1.0 - GAMMA, repeats=s["repeats"])
+    run_s = timing.run_s
 
     est, se = float(res.estimate), float(res.standard_error)
     m, m_se = float(mc.mean), float(mc.standard_error)
@@ -125,73 +115,55 @@ def run_task(env_name: str, s: dict) -> dict:
         "error": est - m,
         "error_in_mc_se": (est - m) / m_se,
         "relative_error": abs(est - m) / abs(m),
-        "compile_s": compile_s,
+        "compile_s": timing.compile_s,
         "train_s": run_s,
+        "timing": timing.as_dict(),
         "seed_steps_per_s": s["seeds"] * s["steps"] / run_s,
     }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="small data, 2x64 network, 3000 steps")
+    ap = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
     ap.add_argument("--tasks", nargs="*", default=list(TASKS))
-    args = ap.parse_args()
+    args = harness.parse_args(ap)
 
-    import jax
-
-    s = settings(args.quick)
+    s = settings(args.quick, args.repeats)
+    meta = harness.metadata("float32")
     rows = []
     for name in args.tasks:
         row = run_task(name, s)
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
 
-    res = {
-        "device": jax.devices()[0].device_kind,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "jax_version": jax.__version__,
-        "dtype": "float32",
-        "quick": args.quick,
-        "settings": {**s, "hidden": list(s["hidden"]), "batch_size": 256, "learning_rate": 1e-3,
-                     "optimizer": "adam", "target_update_period": 10, "reward_scale": "1 - gamma",
-                     "observations": "standardised, plus t / T; time-outs terminal"},
-        "rows": rows,
-    }
+    run_settings = {**s, "hidden": list(s["hidden"]), "batch_size": 256, "learning_rate": 1e-3, "optimizer": "adam",
+                    "target_update_period": 10, "reward_scale": "1 - gamma",
+                    "observations": "standardised, plus t / T; time-outs terminal", "quick": args.quick}
     lines = [
         "# fitted_control: FQE of target controllers vs Monte-Carlo",
         "",
-        f"device {res['device']} ({os.cpu_count()} cores), jax {jax.__version__}, float32. "
+        f"{harness.describe(meta)}. "
         f"gamma {GAMMA}; FQE: MLP {'x'.join(map(str, s['hidden']))}, Adam 1e-3, batch 256, hard "
         f"target copy every 10 steps, {s['steps']} steps, {s['seeds']} seeds vmapped; rewards x (1 - gamma), "
         "standardised observations. Compared quantity: the value of episodes cut at the task's time limit T "
         "(network input [o, t/T], time-out = terminal); Monte-Carlo: 1000 episodes of the target, key 123.",
         "",
-        "| task | behaviour eps | target eps | transitions (episodes) | FQE ± SE (seeds) | MC ± SE | "
-        "error / MC SE | relative error | MC without time limit | compile s | train s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['task']} | {r['behaviour_epsilon']} | {r['target_epsilon']} | {r['transitions']} ({r['episodes']}) "
-            f"| {r['fqe_mean']:.2f} ± {r['fqe_se_over_seeds']:.2f} | {r['mc_mean']:.2f} ± {r['mc_se']:.2f} "
-            f"| {r['error_in_mc_se']:+.1f} | {100 * r['relative_error']:.1f}% "
-            f"| {r['mc_no_time_limit']:.2f} ± {r['mc_no_time_limit_se']:.2f} "
-            f"| {r['compile_s']:.1f} | {r['train_s']:.1f} |"
-        )
+    lines += harness.markdown_table(
+        ["task", "behaviour eps", "target eps", "transitions (episodes)", "FQE ± SE (seeds)", "MC ± SE",
+         "error / MC SE", "relative error", "MC without time limit", "compile s", "train s"],
+        [[r["task"], r["behaviour_epsilon"], r["target_epsilon"], f"{r['transitions']} ({r['episodes']})",
+          f"{r['fqe_mean']:.2f} ± {r['fqe_se_over_seeds']:.2f}", f"{r['mc_mean']:.2f} ± {r['mc_se']:.2f}",
+          f"{r['error_in_mc_se']:+.1f}", f"{100 * r['relative_error']:.1f}%",
+          f"{r['mc_no_time_limit']:.2f} ± {r['mc_no_time_limit_se']:.2f}", f"{r['compile_s']:.1f}",
+          f"{r['train_s']:.1f}"] for r in rows],
+    )
     lines += [
         "",
         "FQE ± SE: mean and standard error over seeds (network init and minibatch noise; the dataset is fixed). "
         "error / MC SE: (FQE − MC) / MC SE. Train time: one jitted, vmapped call for all seeds, after compilation.",
     ]
-    out_dir = os.path.join(HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    stem = "fitted_control_quick" if args.quick else "fitted_control"
-    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
-        json.dump(res, f, indent=2)
-    with open(os.path.join(out_dir, stem + ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("fitted_control", rows, lines, meta=meta, settings=run_settings, out=args.out,
+                          quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ Measures, in one run on this machine:
     MLP 2x256, batch 256, and the step's FLOP rate as a fraction of the matmul rate;
   * seed-steps/s with 1, 4, 16 vmapped seeds (and 16 as vmapped groups side by side,
     `fitted.make_train_seeds`'s CPU default: groups of 1 for 2x256, of 4 for 2x64), for 2x64 and 2x256 networks;
-  * d3rlpy's DiscreteFQE (when importable from /work/venv-peers; optional) on the same data and
-    network size: ``update()`` alone and ``fit()`` end to end;
+  * d3rlpy's DiscreteFQE (optional; in the interpreter named by ``--peer-python`` or
+    ``$OFFRL_JAX_PEER_PYTHON``, run as a subprocess) on the same data and network size:
+    ``update()`` alone and ``fit()`` end to end;
   * FQE's estimate of the target controller's value vs its Monte-Carlo value (± SE).
 
 Data: gymnax CartPole-v1 episodes from the hand-written controller mixed with epsilon = 0.3
@@ -15,34 +16,31 @@ uniform actions (``offrl_jax.envs.control``); the evaluated policy is the same c
 epsilon = 0.1. Compile time is reported apart from run time; run times are medians of repeats
 around ``jax.block_until_ready``.
 
-Usage: python benchmarks/fitted_speed.py [--quick]
-Writes benchmarks/results/fitted_speed.{json,md}.
+Usage: python benchmarks/fitted_speed.py [--quick] [--repeats R] [--peer-python PYTHON]
+Writes benchmarks/results/fitted_speed[_quick].{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-PEERS_PYTHON = "/work/venv-peers/bin/python"
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
 ENV = "CartPole-v1"
 GAMMA = 0.95
 
 
 # ------------------------------------------------------------------------------------------
-# d3rlpy worker (runs inside the peers venv; imports only numpy, torch and d3rlpy).
+# d3rlpy worker (runs inside the peer interpreter; imports numpy, torch, d3rlpy and the harness).
 # ------------------------------------------------------------------------------------------
-def d3rlpy_worker(npz_path: str, out_path: str, steps: int, repeats: int, width: int, batch: int) -> None:
+def d3rlpy_worker(npz_path: str, steps: int, repeats: int, width: int, batch: int) -> dict:
     import d3rlpy
     import torch
     from d3rlpy.logging import NoopAdapterFactory
@@ -72,56 +70,41 @@ def d3rlpy_worker(npz_path: str, out_path: str, steps: int, repeats: int, width:
     )
     fqe.build_with_dataset(dataset)
     mb = dataset.sample_transition_batch(batch)
-    for _ in range(20):
-        fqe.update(mb)
-    upd = []
-    for _ in range(repeats):
-        t = time.perf_counter()
+
+    def updates():
         for _ in range(steps):
             fqe.update(mb)
-        upd.append(steps / (time.perf_counter() - t))
-    fits = []
-    for _ in range(max(1, repeats // 2)):
-        t = time.perf_counter()
+
+    def fit():
         fqe.fit(
             dataset, n_steps=steps, n_steps_per_epoch=steps, show_progress=False,
             logger_adapter=NoopAdapterFactory(), with_timestamp=False,
         )
-        fits.append(steps / (time.perf_counter() - t))
-    res = {
+
+    upd, _ = harness.time_calls(updates, repeats=repeats)
+    fits, _ = harness.time_calls(fit, repeats=max(1, repeats // 2))
+    return {
         "d3rlpy_version": d3rlpy.__version__,
         "torch_version": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "update_steps_per_s": statistics.median(upd),
-        "fit_steps_per_s": statistics.median(fits),
+        "update": upd.as_dict(),
+        "fit": fits.as_dict(),
+        "update_steps_per_s": steps / upd.run_s,
+        "fit_steps_per_s": steps / fits.run_s,
     }
-    with open(out_path, "w") as f:
-        json.dump(res, f)
 
 
 # ------------------------------------------------------------------------------------------
-# Main benchmark (offrl_jax venv).
+# Main benchmark (offrl_jax environment).
 # ------------------------------------------------------------------------------------------
-def _median_time(fn, repeats: int) -> float:
-    import jax
-
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def matmul_gflops(n: int = 1024, repeats: int = 7) -> float:
     import jax
     import jax.numpy as jnp
 
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    f = jax.jit(lambda x, y: x @ y)
-    jax.block_until_ready(f(a, b))
-    return 2 * n**3 / _median_time(lambda: f(a, b), repeats) / 1e9
+    timing, _, _ = harness.time_jit(lambda x, y: x @ y, a, b, repeats=repeats)
+    return 2 * n**3 / timing.run_s / 1e9
 
 
 def cartpole_data(num_episodes: int):
@@ -154,8 +137,8 @@ def target_probs_fn():
 
 
 def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1, grouped=False):
-    """Steps/s of ``seeds`` runs: one vmap over all seeds, or (``grouped``) vmapped groups side
-    by side in one program, sized by ``fitted.default_seeds_per_group`` (``make_train_seeds``)."""
+    """``(timing, steps/s)`` of ``seeds`` runs: one vmap over all seeds, or (``grouped``) vmapped
+    groups side by side in one program, sized by ``fitted.default_seeds_per_group`` (``make_train_seeds``)."""
     import jax
 
     from offrl_jax.fitted import FittedQConfig, init_state, make_run
@@ -172,19 +155,16 @@ def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1, grouped=Fals
     if grouped:
         from offrl_jax.fitted import default_seeds_per_group
 
-        def groups(states, data, steps):
+        def f(states, data):
             g = default_seeds_per_group(seeds, cfg)
             part = lambda i: jax.tree_util.tree_map(lambda x: x[i : i + g], states)
             return [vrun(part(i), data, steps) for i in range(0, seeds, g)]
-
-        f = jax.jit(groups, static_argnums=2)
     else:
-        f = jax.jit(vrun, static_argnums=2)
-    t = time.perf_counter()
-    jax.block_until_ready(f(states, data, steps))
-    compile_s = time.perf_counter() - t
-    run_s = _median_time(lambda: f(states, data, steps), repeats)
-    return compile_s, run_s, steps / run_s
+        def f(states, data):
+            return vrun(states, data, steps)
+
+    timing, _, _ = harness.time_jit(f, states, data, repeats=repeats)
+    return timing, steps / timing.run_s
 
 
 def fqe_accuracy(traj, data, policy, tgt, steps, mc_episodes):
@@ -207,9 +187,8 @@ def fqe_accuracy(traj, data, policy, tgt, steps, mc_episodes):
     return est, float(mc.mean), float(mc.standard_error), float(jnp.mean(res.metrics.loss[-100:]))
 
 
-def run_d3rlpy(data, traj, steps, repeats):
-    if not (os.path.exists("/work/peers-done") and os.path.exists(PEERS_PYTHON)):
-        return None
+def run_d3rlpy(peer_python, traj, steps, repeats):
+    """d3rlpy's DiscreteFQE in the peer interpreter: ``(result, None)`` or ``(None, reason)``."""
     mask = np.asarray(traj.mask) > 0
     disc = np.asarray(traj.discounts)
     lengths = mask.sum(1)
@@ -221,7 +200,7 @@ def run_d3rlpy(data, traj, steps, repeats):
         else:
             tout[n, length - 1] = 1.0
     with tempfile.TemporaryDirectory() as tmp:
-        npz, out = os.path.join(tmp, "data.npz"), os.path.join(tmp, "out.json")
+        npz = os.path.join(tmp, "data.npz")
         np.savez(
             npz,
             observations=np.asarray(traj.observations)[mask].astype(np.float32),
@@ -230,40 +209,33 @@ def run_d3rlpy(data, traj, steps, repeats):
             terminals=term[mask].astype(np.float32),
             timeouts=tout[mask].astype(np.float32),
         )
-        cmd = [PEERS_PYTHON, os.path.abspath(__file__), "--d3rlpy-worker", npz, out, str(steps), str(repeats)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0 or not os.path.exists(out):
-            print("d3rlpy run failed:\n", proc.stderr[-2000:], file=sys.stderr)
-            return None
-        with open(out) as f:
-            return json.load(f)
+        worker = ["--d3rlpy-worker", npz, "--steps", str(steps), "--repeats", str(repeats)]
+        return harness.run_peer(peer_python, os.path.abspath(__file__), worker)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--d3rlpy-worker", nargs=4, metavar=("NPZ", "OUT", "STEPS", "REPEATS"))
-    args, _ = ap.parse_known_args()
+    ap = harness.make_parser(__doc__, quick_repeats=3, repeats=5)
+    ap.add_argument("--d3rlpy-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
+    args = harness.parse_args(ap)
     if args.d3rlpy_worker:
-        npz, out, steps, repeats = args.d3rlpy_worker
-        d3rlpy_worker(npz, out, int(steps), int(repeats), 256, 256)
+        harness.emit_peer_result(d3rlpy_worker(args.d3rlpy_worker, args.steps, args.repeats, 256, 256))
         return
-
-    import jax
 
     from offrl_jax.fitted import mlp_flops
 
     quick = args.quick
     episodes = 40 if quick else 200
     steps = 200 if quick else 1000
-    repeats = 3 if quick else 5
+    repeats = args.repeats
+    meta = harness.metadata("float32")
     traj, data = cartpole_data(episodes)
     tgt, policy = target_probs_fn()
     gflops = matmul_gflops()
 
     print(f"matmul {gflops:.1f} GFLOP/s", file=sys.stderr, flush=True)
-    compile_s, run_s, sps = fqe_speed(data, policy, (256, 256), 256, steps, repeats)
-    print(f"fqe 2x256: {sps:.0f} steps/s (compile {compile_s:.1f} s)", file=sys.stderr, flush=True)
+    timing, sps = fqe_speed(data, policy, (256, 256), 256, steps, repeats)
+    print(f"fqe 2x256: {sps:.0f} steps/s (compile {timing.compile_s:.1f} s)", file=sys.stderr, flush=True)
     step_flops = 4 * mlp_flops(4, (256, 256), 2, 256)  # fwd+bwd on s (3x) + target fwd on s'
     frac = step_flops * sps / 1e9 / gflops
 
@@ -271,66 +243,55 @@ def main() -> None:
     for hidden in ((64, 64), (256, 256)):
         base = None
         for seeds, grouped in ((1, False), (4, False), (16, False), (16, True)):
-            c, r, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds, grouped)
+            t, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds, grouped)
             ss = s * seeds
             base = ss if base is None else base
             mode = "make_train_seeds groups" if grouped else "one vmap"
-            vm.append({"hidden": list(hidden), "seeds": seeds, "mode": mode, "compile_s": c, "run_s": r,
+            vm.append({"hidden": list(hidden), "seeds": seeds, "mode": mode, **t.as_dict(),
                        "seed_steps_per_s": ss, "vs_one_seed": ss / base})
             print(f"{mode} {hidden} x{seeds}: {ss:.0f} seed-steps/s", file=sys.stderr, flush=True)
 
-    d3 = run_d3rlpy(data, traj, steps=100 if quick else 400, repeats=repeats)
-    print(f"d3rlpy: {d3}", file=sys.stderr, flush=True)
+    d3, d3_reason = run_d3rlpy(args.peer_python, traj, steps=100 if quick else 400, repeats=repeats)
+    print(f"d3rlpy: {d3 or d3_reason}", file=sys.stderr, flush=True)
     acc_steps = 3000 if quick else 10000
     est, mc_mean, mc_se, final_loss = fqe_accuracy(traj, data, policy, tgt, acc_steps, 200 if quick else 2000)
 
+    desc = f"gymnax {ENV}, controller epsilon=0.3, {episodes} episodes, {int(data.rewards.shape[0])} transitions"
     res = {
-        "device": jax.devices()[0].device_kind,
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "jax_version": jax.__version__,
-        "dtype": "float32",
-        "quick": quick,
-        "data": f"gymnax {ENV}, controller epsilon=0.3, {episodes} episodes, {int(data.rewards.shape[0])} transitions",
         "matmul_gflops": gflops,
-        "fqe_2x256_b256": {"steps": steps, "compile_s": compile_s, "run_s": run_s, "steps_per_s": sps,
+        "fqe_2x256_b256": {"steps": steps, **timing.as_dict(), "steps_per_s": sps,
                            "step_flops": step_flops, "fraction_of_matmul": frac},
         "vmap": vm,
         "d3rlpy": d3,
+        "d3rlpy_error": d3_reason,
         "accuracy": {"gamma": GAMMA, "train_steps": acc_steps, "fqe_estimate": est, "mc_mean": mc_mean,
                      "mc_se": mc_se, "z": (est - mc_mean) / mc_se if mc_se > 1e-6 * abs(mc_mean) else None,
                      "relative_error": abs(est - mc_mean) / abs(mc_mean), "final_loss": final_loss},
     }
-    lines = [
-        "# fitted_speed",
-        "",
-        f"device {res['device']} ({os.cpu_count()} cores), jax {jax.__version__}, float32; data: {res['data']}.",
-        "",
-        "| measurement | value |",
-        "|---|---|",
-        f"| fp32 matmul 1024^3 | {gflops:.1f} GFLOP/s |",
-        f"| offrl_jax FQE 2x256, batch 256: steps/s (jitted scan of {steps}) | {sps:.0f} |",
-        f"| compile time | {compile_s:.2f} s |",
-        f"| step FLOPs / rate | {step_flops / 1e6:.1f} MFLOP, {step_flops * sps / 1e9:.1f} GFLOP/s = {100 * frac:.0f}% of matmul |",
+    rows = [
+        ["fp32 matmul 1024^3", f"{gflops:.1f} GFLOP/s"],
+        [f"offrl_jax FQE 2x256, batch 256: steps/s (jitted scan of {steps})", f"{sps:.0f}"],
+        ["compile time", f"{timing.compile_s:.2f} s"],
+        ["step FLOPs / rate",
+         f"{step_flops / 1e6:.1f} MFLOP, {step_flops * sps / 1e9:.1f} GFLOP/s = {100 * frac:.0f}% of matmul"],
     ]
     if d3:
-        lines += [
-            f"| d3rlpy {d3['d3rlpy_version']} DiscreteFQE update() alone: steps/s | {d3['update_steps_per_s']:.0f} |",
-            f"| d3rlpy DiscreteFQE fit() end to end: steps/s | {d3['fit_steps_per_s']:.0f} |",
-            f"| speed-up vs d3rlpy fit() (end to end) | {sps / d3['fit_steps_per_s']:.1f}x |",
-            f"| speed-up vs d3rlpy update() | {sps / d3['update_steps_per_s']:.1f}x |",
+        rows += [
+            [f"d3rlpy {d3['d3rlpy_version']} DiscreteFQE update() alone: steps/s", f"{d3['update_steps_per_s']:.0f}"],
+            ["d3rlpy DiscreteFQE fit() end to end: steps/s", f"{d3['fit_steps_per_s']:.0f}"],
+            ["speed-up vs d3rlpy fit() (end to end)", f"{sps / d3['fit_steps_per_s']:.1f}x"],
+            ["speed-up vs d3rlpy update()", f"{sps / d3['update_steps_per_s']:.1f}x"],
         ]
     else:
-        lines.append("| d3rlpy | not importable from /work/venv-peers: skipped |")
-    lines += [
-        "",
-        "| hidden | seeds | batching | seed-steps/s | vs 1 seed | compile s |",
-        "|---|---|---|---|---|---|",
-    ]
-    lines += [
-        f"| {v['hidden']} | {v['seeds']} | {v['mode']} | {v['seed_steps_per_s']:.0f} | {v['vs_one_seed']:.2f} | {v['compile_s']:.2f} |"
-        for v in vm
-    ]
+        rows.append(["d3rlpy", f"skipped: {d3_reason}"])
+    lines = ["# fitted_speed", "", f"{harness.describe(meta)}; data: {desc}.", ""]
+    lines += harness.markdown_table(["measurement", "value"], rows)
+    lines += [""]
+    lines += harness.markdown_table(
+        ["hidden", "seeds", "batching", "seed-steps/s", "vs 1 seed", "compile s"],
+        [[v["hidden"], v["seeds"], v["mode"], f"{v['seed_steps_per_s']:.0f}", f"{v['vs_one_seed']:.2f}",
+          f"{v['compile_s']:.2f}"] for v in vm],
+    )
     a = res["accuracy"]
     lines += [
         "",
@@ -339,13 +300,9 @@ def main() -> None:
         f"relative error {100 * a['relative_error']:.2f}%"
         + (f", z = {a['z']:.1f}." if a["z"] is not None else " (SE 0: every Monte-Carlo episode reaches the 500-step limit)."),
     ]
-    out_dir = os.path.join(HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "fitted_speed.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    with open(os.path.join(out_dir, "fitted_speed.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    settings = {"quick": quick, "data": desc, "episodes": episodes, "steps": steps, "repeats": repeats,
+                "peer_python": harness.resolve_peer_python(args.peer_python)[0]}
+    harness.write_results("fitted_speed", res, lines, meta=meta, settings=settings, out=args.out, quick=quick)
 
 
 if __name__ == "__main__":

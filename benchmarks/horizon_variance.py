@@ -12,21 +12,19 @@ doubly robust with Q-hat from the certainty-equivalence model fitted on the same
 model-based estimate itself (DM), and time-indexed tabular MIS (offrl_jax.mis, which estimates
 the same finite-horizon J_T), with per-step and with pooled (time-homogeneous) transition models.
 
-Writes benchmarks/results/horizon_variance.{json,md,png} (``_quick`` suffix with --quick); the
+Writes benchmarks/results/horizon_variance[_quick].{json,md,png}; the
 .png is a log-log plot of relative RMSE vs T (if matplotlib is installed).
-Compile time (first call at each T) is reported apart from run time (median over the chunks of
-seeds, with ``jax.block_until_ready``).
+Compile time (``lower().compile()`` at each T) is reported apart from run time (median over the
+chunks of seeds after the first, each under ``jax.block_until_ready``; ``--repeats`` is unused:
+every chunk is a different set of datasets).
 
-Usage: python benchmarks/horizon_variance.py [--quick] [--seeds 200] [--episodes 100]
+Usage: python benchmarks/horizon_variance.py [--quick] [--seeds 200] [--episodes 100] [--chunk 20] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import time
+import sys
 
 import jax
 
@@ -45,6 +43,9 @@ from offrl_jax.ope import (  # noqa: E402
     trajectory_is,
     weighted_per_decision_is,
 )
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 S, A, BRANCHING, EPS = 5, 2, 3, 0.4
 ESTIMATORS = ("IS", "PDIS", "WPDIS", "DR", "DM (model)", "MIS (time-indexed)", "MIS (pooled model)")
@@ -103,14 +104,13 @@ def run(horizons, seeds: int, episodes: int, chunk: int):
         truth = float(policy_value(mdp, target))
         fn = make_estimate(mdp, behavior, target, episodes, horizon)
         keys = jax.random.split(jax.random.key(horizon), seeds).reshape(seeds // chunk, chunk)
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn.lower(keys[0]).compile())
-        compile_s = time.perf_counter() - t0
+        compiled, compile_s = harness.compile_jit(fn, keys[0])
         outs, times = [], []
-        for k in keys:
-            t0 = time.perf_counter()
-            outs.append(np.asarray(jax.block_until_ready(fn(k))))
-            times.append(time.perf_counter() - t0)
+        for k in keys:  # every chunk is a different set of datasets: all of them are kept
+            out, seconds = harness.timed_call(compiled, k)
+            outs.append(np.asarray(out))
+            times.append(seconds)
+        timing = harness.summarize(times[1:] or times, times[0], compile_s)  # first chunk = warm-up
         est = np.concatenate(outs)  # [seeds, estimators]
         err = est - truth
         finite = np.isfinite(err)
@@ -123,69 +123,64 @@ def run(horizons, seeds: int, episodes: int, chunk: int):
             "bias": dict(zip(ESTIMATORS, np.nanmean(np.where(finite, err, np.nan), 0).tolist())),
             "non_finite": dict(zip(ESTIMATORS, (~finite).sum(0).tolist())),
             "compile_s": compile_s,
-            "run_s_per_chunk_median": float(np.median(times)),
+            "run_s_per_chunk_median": timing.run_s,
+            "timing": timing.as_dict(),
         })
         print(f"T={horizon:5d} J={truth:9.4f} " + " ".join(f"{n}={r:.3g}" for n, r in zip(ESTIMATORS, rmse)), flush=True)
     return rows
 
 
-def write(rows, meta, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    stem = "horizon_variance_quick" if meta["quick"] else "horizon_variance"
-    with open(os.path.join(out_dir, stem + ".json"), "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=2)
+def write(rows, meta, settings, out_dir):
     lines = [
         "# Horizon vs error: RMSE (relative RMSE) against the exact J_T",
         "",
         f"Garnet({S}, {A}, {BRANCHING}), gamma = 1, behaviour uniform, target {EPS}-greedy; "
-        f"{meta['seeds']} datasets x {meta['episodes']} episodes per T; {meta['device']}, jax {meta['jax']}, float64.",
+        f"{settings['seeds']} datasets x {settings['episodes']} episodes per T; {harness.describe(meta)}.",
         "",
-        "| T | J_T | " + " | ".join(ESTIMATORS) + " | compile s | run s / chunk |",
-        "|---|---|" + "---|" * len(ESTIMATORS) + "---|---|",
     ]
-    for r in rows:
-        cells = [f"{r['rmse'][n]:.3g} ({r['relative_rmse'][n]:.2g})" for n in ESTIMATORS]
-        lines.append(f"| {r['horizon']} | {r['truth']:.3f} | " + " | ".join(cells)
-                     + f" | {r['compile_s']:.1f} | {r['run_s_per_chunk_median']:.2f} |")
-    with open(os.path.join(out_dir, stem + ".md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    lines += harness.markdown_table(
+        ["T", "J_T", *ESTIMATORS, "compile s", "run s / chunk"],
+        [[r["horizon"], f"{r['truth']:.3f}", *[f"{r['rmse'][n]:.3g} ({r['relative_rmse'][n]:.2g})" for n in ESTIMATORS],
+          f"{r['compile_s']:.1f}", f"{r['run_s_per_chunk_median']:.2f}"] for r in rows],
+    )
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    hs = [r["horizon"] for r in rows]
-    for n in ESTIMATORS:
-        ax.loglog(hs, [r["relative_rmse"][n] for r in rows], marker="o", label=n)
-    ax.set_xlabel("horizon T")
-    ax.set_ylabel("RMSE / |J_T|")
-    ax.set_title("Error vs horizon (Garnet, gamma = 1)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, stem + ".png"), dpi=120)
+        plt = None
+    if plt is not None:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        hs = [r["horizon"] for r in rows]
+        for n in ESTIMATORS:
+            ax.loglog(hs, [r["relative_rmse"][n] for r in rows], marker="o", label=n)
+        ax.set_xlabel("horizon T")
+        ax.set_ylabel("RMSE / |J_T|")
+        ax.set_title("Error vs horizon (Garnet, gamma = 1)")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        lines += ["", f"Plot: {harness.save_figure(fig, 'horizon_variance', out_dir, settings['quick'])}"]
+    harness.write_results("horizon_variance", rows, lines, meta=meta, settings=settings, out=out_dir,
+                          quick=settings["quick"])
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="T in (10, 100), 20 seeds, 50 episodes")
+    parser = harness.make_parser(__doc__)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--chunk", type=int, default=20, help="datasets per vmapped call")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"))
-    args = parser.parse_args()
+    args = harness.parse_args(parser)
     if args.quick:
         horizons, seeds, episodes, chunk = (10, 100), 20, 50, 10
     else:
         horizons, seeds, episodes, chunk = (10, 30, 100, 300, 1000), args.seeds, args.episodes, args.chunk
     if seeds % chunk:
         raise ValueError(f"--seeds: expected a multiple of --chunk ({chunk}), found {seeds}")
-    meta = {"seeds": seeds, "episodes": episodes, "horizons": list(horizons), "quick": args.quick,
-            "device": str(jax.devices()[0]), "platform": platform.platform(), "jax": jax.__version__}
+    settings = {"seeds": seeds, "episodes": episodes, "chunk": chunk, "horizons": list(horizons), "quick": args.quick}
+    meta = harness.metadata("float64")
     rows = run(horizons, seeds, episodes, chunk)
-    write(rows, meta, args.out)
+    write(rows, meta, settings, args.out)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,14 @@ sum_s d0(s) max_a Q_k(s, a) (the learned value of its own greedy policy) is set 
 the exact J(greedy(Q_k)) (linear solve). Curves are means over 10 data seeds, computed in one
 jitted call vmapped over seeds and behaviour policies (:func:`offrl_jax.linear.distribution_shift`).
 
-Usage: python benchmarks/linear_shift.py [--quick]
-Writes benchmarks/results/linear_shift.{json,md} and linear_shift.png (with matplotlib).
+Usage: python benchmarks/linear_shift.py [--quick] [--repeats R] [--out DIR]
+Writes benchmarks/results/linear_shift[_quick].{json,md} and .png (with matplotlib).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -28,15 +26,16 @@ from offrl_jax import linear as L
 from offrl_jax import policies
 from offrl_jax.envs.suite import garnet
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 S, A = 20, 4
 DATASETS = {"narrow (epsilon 0.02)": 0.02, "medium (epsilon 0.5)": 0.5, "broad (uniform)": 1.0}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    args = harness.parse_args(harness.make_parser(__doc__, quick_repeats=1, repeats=1))
+    meta = harness.metadata()
     seeds = 3 if args.quick else 10
     lspi_it, fqi_it = (10, 20) if args.quick else (20, 50)
     mdp = garnet(0, S, A, 3, gamma=0.9, reward_std=1.0)
@@ -50,12 +49,8 @@ def main() -> None:
                                     fqi_iterations=fqi_it)
 
     run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
-    t = time.perf_counter()
-    compiled = run.lower(keys, behaviors).compile()
-    compile_s = time.perf_counter() - t
-    t = time.perf_counter()
-    rep = jax.block_until_ready(compiled(keys, behaviors))
-    run_s = time.perf_counter() - t
+    timing, rep, _ = harness.time_jit(run, keys, behaviors, repeats=args.repeats)
+    compile_s, run_s = timing.compile_s, timing.run_s
     optimal = float(rep.optimal[0, 0])
     names = list(DATASETS)
     curves = {}
@@ -67,39 +62,39 @@ def main() -> None:
                        does_se=(np.asarray(c.does[:, i]).std(0, ddof=1) / np.sqrt(seeds)).tolist())
             for i, name in enumerate(names)
         }
-    res = dict(
+    settings = dict(
         mdp="garnet(seed 0, 20 states, 4 actions, branching 3, gamma 0.9, reward_std 1)",
         features="one-hot (s, a)", ridge=1e-3, episodes=50, horizon=40, seeds=seeds, lspi_iterations=lspi_it,
-        fqi_iterations=fqi_it, optimal=optimal,
+        fqi_iterations=fqi_it, repeats=args.repeats, quick=args.quick,
+    )
+    res = dict(
+        optimal=optimal,
         behavior_value={n: float(rep.behavior[0, i]) for i, n in enumerate(names)},
         coverage={n: float(np.mean(rep.coverage[:, i])) for i, n in enumerate(names)},
-        compile_s=compile_s, run_s=run_s, device=str(jax.devices()[0]), jax_version=jax.__version__, curves=curves,
+        compile_s=compile_s, run_s=run_s, timing=timing.as_dict(), curves=curves,
     )
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "linear_shift.json"), "w") as f:
-        json.dump(res, f, indent=2)
     lines = [
         "# linear_shift",
         "",
-        f"{res['mdp']}; one-hot (s, a) features, ridge 1e-3; 50 episodes x 40 steps; means over {seeds} data seeds. "
-        f"J(pi*) = {optimal:.3f}. thinks = sum_s d0(s) max_a Q_k(s, a); does = exact J(greedy(Q_k)). "
+        f"{settings['mdp']}; one-hot (s, a) features, ridge 1e-3; 50 episodes x 40 steps; means over {seeds} data "
+        f"seeds. J(pi*) = {optimal:.3f}. thinks = sum_s d0(s) max_a Q_k(s, a); does = exact J(greedy(Q_k)). "
         f"One jitted call for all seeds x behaviours: compile {compile_s:.1f} s, run {run_s:.2f} s.",
         "",
-        "| data | coverage of (s, a) | J(behaviour) |",
-        "|---|---|---|",
+        f"{harness.describe(meta)}.",
+        "",
     ]
-    lines += [f"| {n} | {res['coverage'][n]:.2f} | {res['behavior_value'][n]:.3f} |" for n in names]
+    lines += harness.markdown_table(
+        ["data", "coverage of (s, a)", "J(behaviour)"],
+        [[n, f"{res['coverage'][n]:.2f}", f"{res['behavior_value'][n]:.3f}"] for n in names],
+    )
     for method, its in (("lspi", lspi_it), ("fqi", fqi_it)):
-        lines += ["", f"## {method.upper()}: thinks / does per iteration", "",
-                  "| k | " + " | ".join(f"{n}: thinks | {n}: does" for n in names) + " |",
-                  "|---" * (1 + 2 * len(names)) + "|"]
+        lines += ["", f"## {method.upper()}: thinks / does per iteration", ""]
         step = 1 if its <= 20 else 5
-        for k in list(range(0, its + 1, step)) + ([its] if its % step else []):
-            cells = []
-            for n in names:
-                c = curves[method][n]
-                cells += [f"{c['thinks'][k]:.2f}", f"{c['does'][k]:.2f}"]
-            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+        ks = list(range(0, its + 1, step)) + ([its] if its % step else [])
+        lines += harness.markdown_table(
+            ["k"] + [f"{n}: {what}" for n in names for what in ("thinks", "does")],
+            [[k] + [f"{curves[method][n][what][k]:.2f}" for n in names for what in ("thinks", "does")] for k in ks],
+        )
     try:
         import matplotlib
 
@@ -118,13 +113,10 @@ def main() -> None:
         axes[0].set_ylabel("value")
         axes[1].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(os.path.join(HERE, "results", "linear_shift.png"), dpi=120)
-        lines += ["", "Plot: benchmarks/results/linear_shift.png"]
+        lines += ["", f"Plot: {harness.save_figure(fig, 'linear_shift', args.out, args.quick)}"]
     except ImportError:
         pass
-    with open(os.path.join(HERE, "results", "linear_shift.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("linear_shift", res, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,10 @@ Measures, in one run on this machine (float32):
     Materialising Φ and Φ' at that size would take 2 x 1e7 x 64 x 4 B = 5.1 GB.
 
 Compile time (``lower().compile()``) is reported apart from run time; run times are medians of
-repeats around ``jax.block_until_ready``.
+repeats around ``jax.block_until_ready`` (numpy: one warm-up call, then the median of repeats).
 
-Usage: python benchmarks/linear_speed.py [--quick]
-Writes benchmarks/results/linear_speed.{json,md}.
+Usage: python benchmarks/linear_speed.py [--quick] [--repeats R] [--out DIR]
+Writes benchmarks/results/linear_speed[_quick].{json,md}.
 """
 
 from __future__ import annotations
@@ -29,25 +29,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
 GAMMA = 0.95
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def _proc_status_mb(field: str) -> float:
@@ -61,7 +52,6 @@ def _proc_status_mb(field: str) -> float:
 
 def memory_child(n: int, k: int, chunk: int) -> None:
     """Runs in a fresh process: chunked accumulation at N = n, features built per block."""
-    import jax
     import jax.numpy as jnp
 
     from offrl_jax import linear as L
@@ -84,16 +74,10 @@ def memory_child(n: int, k: int, chunk: int) -> None:
         return L.solve(system.a, system.b, 1e-3)
 
     data = (states, nxt, rewards, discounts)
-    jax.block_until_ready(data)
-    f = jax.jit(run)
-    t = time.perf_counter()
-    compiled = f.lower(data).compile()
-    compile_s = time.perf_counter() - t
+    compiled, compile_s = harness.compile_jit(run, data)
     rss_before = _proc_status_mb("VmRSS")
     peak_before = _proc_status_mb("VmHWM")
-    t = time.perf_counter()
-    res = jax.block_until_ready(compiled(data))
-    run_s = time.perf_counter() - t
+    res, run_s = harness.timed_call(compiled, data)
     peak = _proc_status_mb("VmHWM")
     print(json.dumps(dict(n=n, k=k, chunk=chunk, compile_s=compile_s, run_s=run_s, rss_before_mb=rss_before, peak_before_call_mb=peak_before,
                           peak_rss_mb=peak, data_mb=4 * n * 4 / 2**20, ok=bool(res.ok),
@@ -101,10 +85,9 @@ def memory_child(n: int, k: int, chunk: int) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--memory-child", nargs=3, type=int, metavar=("N", "K", "CHUNK"))
-    args = ap.parse_args()
+    ap = harness.make_parser(__doc__, quick_repeats=3, repeats=5)
+    ap.add_argument("--memory-child", nargs=3, type=int, metavar=("N", "K", "CHUNK"), help=argparse.SUPPRESS)
+    args = harness.parse_args(ap)
     if args.memory_child:
         memory_child(*args.memory_child)
         return
@@ -116,8 +99,9 @@ def main() -> None:
 
     b, n, k = (8, 20_000, 64) if args.quick else (64, 100_000, 64)
     chunk = 8192
-    repeats = 3 if args.quick else 5
+    repeats = args.repeats
     mem_n = 1_000_000 if args.quick else 10_000_000
+    meta = harness.metadata("float32")
     rng = np.random.default_rng(0)
     phi = rng.normal(size=(n, k)).astype(np.float32)
     phi_next = rng.normal(size=(b, n, k)).astype(np.float32)
@@ -127,9 +111,11 @@ def main() -> None:
     # numpy reference rates (same shapes as the accumulation, and a square 1024 matmul)
     x = rng.normal(size=(n, k)).astype(np.float32)
     phi_t = np.ascontiguousarray(phi.T)  # numpy is faster with a contiguous [K, N] left operand
-    t_np_acc = min(_median_time(lambda: phi.T @ x, repeats), _median_time(lambda: phi_t @ x, repeats))
+    t_view, _ = harness.time_calls(lambda: phi.T @ x, repeats=repeats)
+    t_contig, _ = harness.time_calls(lambda: phi_t @ x, repeats=repeats)
+    t_np_acc = min(t_view.run_s, t_contig.run_s)
     sq = rng.normal(size=(1024, 1024)).astype(np.float32)
-    t_np_sq = _median_time(lambda: sq @ sq, repeats)
+    t_np_sq = harness.time_calls(lambda: sq @ sq, repeats=repeats)[0].run_s
     np_acc_gflops = 2 * n * k * k / t_np_acc / 1e9
     np_sq_gflops = 2 * 1024**3 / t_np_sq / 1e9
     np_ref_gflops = max(np_acc_gflops, np_sq_gflops)  # the better of the two is the reference rate
@@ -141,25 +127,21 @@ def main() -> None:
             out.append(np.linalg.solve(a + 1e-3 * np.eye(k, dtype=np.float32), phi_t @ rewards))
         return out
 
-    t_np_loop = _median_time(numpy_loop, max(1, repeats // 2))
+    loop_timing, ref = harness.time_calls(numpy_loop, repeats=max(1, repeats // 2))
+    t_np_loop = loop_timing.run_s
 
     args_j = [jnp.asarray(v) for v in (phi, phi_next, rewards, discounts)]
     in_axes = (None, 0, None, None)
-    acc = jax.jit(jax.vmap(lambda p, pn, r, d: L.td_system(p, pn, r, d, GAMMA, chunk_size=chunk), in_axes=in_axes))
-    full = jax.jit(jax.vmap(lambda p, pn, r, d: L.lstdq(p, pn, r, d, GAMMA, 1e-3, chunk_size=chunk,
-                                                       return_info=True), in_axes=in_axes))
-    rows = {}
+    acc = jax.vmap(lambda p, pn, r, d: L.td_system(p, pn, r, d, GAMMA, chunk_size=chunk), in_axes=in_axes)
+    full = jax.vmap(lambda p, pn, r, d: L.lstdq(p, pn, r, d, GAMMA, 1e-3, chunk_size=chunk, return_info=True),
+                    in_axes=in_axes)
+    rows, outputs = {}, {}
     for name, f in (("accumulation (td_system)", acc), ("accumulation + solve (lstdq)", full)):
-        t = time.perf_counter()
-        compiled = f.lower(*args_j).compile()
-        compile_s = time.perf_counter() - t
-        jax.block_until_ready(compiled(*args_j))
-        run_s = _median_time(lambda: jax.block_until_ready(compiled(*args_j)), repeats)
-        gflops = 2 * b * n * k * k / run_s / 1e9
-        rows[name] = dict(compile_s=compile_s, run_s=run_s, gflops=gflops,
-                          fraction_of_numpy_matmul=gflops / np_ref_gflops, speedup_vs_numpy_loop=t_np_loop / run_s)
-    res = jax.block_until_ready(full(*args_j))
-    ref = numpy_loop()
+        timing, outputs[name], _ = harness.time_jit(f, *args_j, repeats=repeats)
+        gflops = 2 * b * n * k * k / timing.run_s / 1e9
+        rows[name] = dict(**timing.as_dict(), gflops=gflops, fraction_of_numpy_matmul=gflops / np_ref_gflops,
+                          speedup_vs_numpy_loop=t_np_loop / timing.run_s)
+    res = outputs["accumulation + solve (lstdq)"]
     max_rel_err = float(max(np.max(np.abs(np.asarray(res.weights[i]) - ref[i])) / np.max(np.abs(ref[i])) for i in range(b)))
 
     child = subprocess.run([sys.executable, os.path.abspath(__file__), "--memory-child", str(mem_n), "64", "65536"],
@@ -167,29 +149,26 @@ def main() -> None:
     memory = json.loads(child.stdout.strip().splitlines()[-1])
 
     out = dict(
-        device=str(jax.devices()[0]), platform=platform.processor() or platform.machine(), cpu_count=os.cpu_count(),
-        jax_version=jax.__version__, numpy_version=np.__version__, dtype="float32", batch=b, samples=n, features=k,
-        chunk_size=chunk, repeats=repeats, numpy_matmul_gflops_accumulation_shape=np_acc_gflops,
-        numpy_matmul_gflops_square_1024=np_sq_gflops, numpy_reference_gflops=np_ref_gflops, numpy_loop_s=t_np_loop, jax=rows,
-        max_relative_difference_vs_numpy=max_rel_err, memory=memory, load_average=os.getloadavg(),
+        numpy_matmul_gflops_accumulation_shape=np_acc_gflops, numpy_matmul_gflops_square_1024=np_sq_gflops,
+        numpy_reference_gflops=np_ref_gflops, numpy_loop=loop_timing.as_dict(), numpy_loop_s=t_np_loop, jax=rows,
+        max_relative_difference_vs_numpy=max_rel_err, memory=memory,
     )
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "linear_speed.json"), "w") as f:
-        json.dump(out, f, indent=2)
     lines = [
-        f"# Batched LSTDQ: B = {b} policies, N = {n:,} samples, K = {k} (float32, {out['device']}, jax {jax.__version__}, "
-        f"{os.cpu_count()} cores, load average {out['load_average'][0]:.1f})",
+        f"# Batched LSTDQ: B = {b} policies, N = {n:,} samples, K = {k}",
+        "",
+        f"{harness.describe(meta)}.",
         "",
         f"numpy matmul: {np_acc_gflops:.1f} GFLOP/s on [K, N] @ [N, K] (best of Φᵀ view and contiguous copy), "
         f"{np_sq_gflops:.1f} GFLOP/s on 1024^2; "
         f"Python loop of numpy accumulate + solve over B problems: {t_np_loop:.3f} s.",
         "",
-        "| jitted vmapped call | compile (s) | run (s, median) | GFLOP/s (2BNK^2 / run) | vs numpy matmul (the better rate) | speed-up vs numpy loop |",
-        "|---|---|---|---|---|---|",
     ]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['compile_s']:.2f} | {r['run_s']:.3f} | {r['gflops']:.1f} | "
-                     f"{100 * r['fraction_of_numpy_matmul']:.0f}% | {r['speedup_vs_numpy_loop']:.2f}x |")
+    lines += harness.markdown_table(
+        ["jitted vmapped call", "compile (s)", "run (s, median)", "GFLOP/s (2BNK^2 / run)",
+         "vs numpy matmul (the better rate)", "speed-up vs numpy loop"],
+        [[name, f"{r['compile_s']:.2f}", f"{r['run_s']:.3f}", f"{r['gflops']:.1f}",
+          f"{100 * r['fraction_of_numpy_matmul']:.0f}%", f"{r['speedup_vs_numpy_loop']:.2f}x"] for name, r in rows.items()],
+    )
     lines += [
         "",
         f"Max relative difference of the weights vs the numpy loop: {max_rel_err:.1e}.",
@@ -197,17 +176,21 @@ def main() -> None:
         f"# Chunked accumulation memory: N = {memory['n']:,}, K = {memory['k']}, chunk {memory['chunk']:,} "
         "(features built per block from states; fresh process)",
         "",
-        "| data in memory (MB) | RSS before call (MB) | peak RSS before call (MB) | peak RSS after call (MB) | compile (s) | run (s) | ok |",
-        "|---|---|---|---|---|---|---|",
-        f"| {memory['data_mb']:.0f} | {memory['rss_before_mb']:.0f} | {memory['peak_before_call_mb']:.0f} | {memory['peak_rss_mb']:.0f} | "
-        f"{memory['compile_s']:.2f} | {memory['run_s']:.2f} | {memory['ok']} |",
+    ]
+    lines += harness.markdown_table(
+        ["data in memory (MB)", "RSS before call (MB)", "peak RSS before call (MB)", "peak RSS after call (MB)",
+         "compile (s)", "run (s)", "ok"],
+        [[f"{memory['data_mb']:.0f}", f"{memory['rss_before_mb']:.0f}", f"{memory['peak_before_call_mb']:.0f}",
+          f"{memory['peak_rss_mb']:.0f}", f"{memory['compile_s']:.2f}", f"{memory['run_s']:.2f}", memory["ok"]]],
+    )
+    lines += [
         "",
         "Peak RSS = VmHWM of the whole child process (Python, JAX runtime, data and the accumulation); "
         f"materialising Φ and Φ' would need {2 * memory['n'] * memory['k'] * 4 / 1e9:.1f} GB.",
     ]
-    with open(os.path.join(HERE, "results", "linear_speed.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    settings = dict(batch=b, samples=n, features=k, chunk_size=chunk, repeats=repeats, quick=args.quick,
+                    memory_samples=mem_n, gamma=GAMMA, ridge=1e-3)
+    harness.write_results("linear_speed", out, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -10,46 +10,29 @@ Cases (float32 by default, ``--x64`` for float64):
 * ``student_t``, ``hoeffding``, ``empirical_bernstein``, ``hcope`` on N samples.
 * ``magic``: N trajectories of T = 20 steps, J = {-1, ..., 19}, 200 bootstrap resamples.
 
-The first call is reported as compile time (it includes compilation and one run); the run time is
-the median of ``--repeats`` calls under ``jax.block_until_ready``.
+Compile time (``lower().compile()``) is reported apart from the first call and the run time, the
+median of ``--repeats`` calls under ``jax.block_until_ready``.
 
-Usage: ``python benchmarks/ope_confidence_speed.py [--quick] [--repeats R] [--x64]``.
-Writes ``benchmarks/results/ope_confidence_speed.{json,md}``.
+Usage: ``python benchmarks/ope_confidence_speed.py [--quick] [--repeats R] [--x64] [--out DIR]``.
+Writes ``benchmarks/results/ope_confidence_speed[_quick].{json,md}``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
-import statistics
-import time
+import sys
 
 import jax
 import jax.numpy as jnp
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
-
-def _time(fn, args, repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    compile_s = time.perf_counter() - t0
-    runs = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(runs)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser = harness.make_parser(__doc__, quick_repeats=3, repeats=7)
     parser.add_argument("--x64", action="store_true", help="float64 instead of float32")
-    args = parser.parse_args()
+    args = harness.parse_args(parser)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
     from offrl_jax.ope.confidence import (
@@ -62,15 +45,17 @@ def main():
     from offrl_jax.ope.magic import magic
 
     dtype = jnp.float64 if args.x64 else jnp.float32
-    repeats = args.repeats or (3 if args.quick else 7)
+    repeats = args.repeats
+    meta = harness.metadata(jnp.dtype(dtype).name)
     sizes = (1_000, 10_000) if args.quick else (1_000, 10_000, 100_000)
     rows = []
     key = jax.random.key(0)
 
     def record(case, n, extra, fn, fn_args):
-        compile_s, run_s = _time(fn, fn_args, repeats)
-        rows.append(dict(case=case, n=n, detail=extra, compile_s=compile_s, run_s=run_s))
-        print(f"{case:22s} n={n:>7d} {extra:28s} compile {compile_s:8.3f} s   run {run_s:8.4f} s", flush=True)
+        timing, _, _ = harness.time_jit(fn, *fn_args, repeats=repeats)
+        rows.append(dict(case=case, n=n, detail=extra, **timing.as_dict()))
+        print(f"{case:22s} n={n:>7d} {extra:28s} compile {timing.compile_s:8.3f} s   run {timing.run_s:8.4f} s",
+              flush=True)
 
     for n in sizes:
         k1, k2 = jax.random.split(jax.random.fold_in(key, n))
@@ -105,33 +90,20 @@ def main():
         f = jax.jit(lambda k, r, lr, m, qq, vv: magic(k, r, lr, m, 0.99, qq, vv))
         record("magic", n, f"T = {t}, {t + 1} j-steps, kappa = 200", f, (key, rewards, log_ratios, mask, q, v))
 
-    meta = dict(
-        device=str(jax.devices()[0]),
-        platform=platform.platform(),
-        processor=platform.processor(),
-        cpu_count=os.cpu_count(),
-        jax_version=jax.__version__,
-        dtype=jnp.dtype(dtype).name,
-        repeats=repeats,
-        quick=args.quick,
-    )
-    os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, "ope_confidence_speed.json"), "w") as fh:
-        json.dump(dict(meta=meta, rows=rows), fh, indent=2)
     lines = [
         "# OPE confidence methods and MAGIC: run time after compile",
         "",
-        f"device {meta['device']} ({meta['cpu_count']} CPUs), jax {meta['jax_version']}, {meta['dtype']}, "
-        f"median of {repeats} runs; compile = first call (compile + one run).",
+        f"{harness.describe(meta)}; median of {repeats} runs; compile = lower + compile (first call apart).",
         "",
-        "| case | N | detail | compile (s) | run (s) |",
-        "|---|---:|---|---:|---:|",
     ]
-    for r in rows:
-        lines.append(f"| {r['case']} | {r['n']} | {r['detail']} | {r['compile_s']:.3f} | {r['run_s']:.4f} |")
-    with open(os.path.join(RESULTS, "ope_confidence_speed.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    lines += harness.markdown_table(
+        ["case", "N", "detail", "compile (s)", "run (s)"],
+        [[r["case"], r["n"], r["detail"], f"{r['compile_s']:.3f}", f"{r['run_s']:.4f}"] for r in rows],
+        align="lrlrr",
+    )
+    settings = dict(sizes=list(sizes), repeats=repeats, quick=args.quick, x64=args.x64, num_resamples=1000)
+    harness.write_results("ope_confidence_speed", rows, lines, meta=meta, settings=settings, out=args.out,
+                          quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -8,26 +8,23 @@ can be imported (``--peer-python`` names an interpreter that has it; it runs in 
 Peak memory: the compiled program's memory analysis for JAX (arguments + temporaries + outputs),
 ``tracemalloc`` for numpy and SCOPE-RL.
 
-Usage: python benchmarks/ope_speed.py [--quick] [--sizes 100000x100,...] [--peer-python /path/to/python]
-Writes benchmarks/results/ope_speed.{json,md}.
+Usage: python benchmarks/ope_speed.py [--quick] [--repeats R] [--sizes 100000x100,...] [--peer-python PYTHON]
+(``--peer-python`` defaults to ``$OFFRL_JAX_PEER_PYTHON``). Writes benchmarks/results/ope_speed[_quick].{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import tracemalloc
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402
+
 GAMMA = 0.99
 # JAX estimator -> (numpy name, SCOPE-RL class name or None)
 ROWS = {
@@ -63,15 +60,6 @@ def make_data(n: int, t: int, seed: int = 0) -> dict:
     }
 
 
-def _timed(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
-
-
 def jax_functions():
     import jax
 
@@ -95,45 +83,31 @@ def jax_functions():
 
 
 def bench_jax(data, repeats, fns):
-    import jax
     import jax.numpy as jnp
 
     args = [jnp.asarray(data[k]) for k in ("rewards", "log_ratios", "mask")]
     args += [jnp.asarray(GAMMA, jnp.float32), jnp.asarray(data["q_taken"]), jnp.asarray(data["v_hat"])]
-    jax.block_until_ready(args)
     out = {}
     for name, f in fns.items():
-        t0 = time.perf_counter()
-        compiled = f.lower(*args).compile()
-        compile_s = time.perf_counter() - t0
-        mem = compiled.memory_analysis()
-        peak = None
-        if mem is not None:
-            peak = int(mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes)
-        jax.block_until_ready(compiled(*args))  # warm-up
-        run_s, value = _timed(lambda: jax.block_until_ready(compiled(*args)), repeats)
-        out[name] = {"compile_s": compile_s, "run_s": run_s, "value": float(value), "peak_bytes": peak}
+        timing, value, compiled = harness.time_jit(f, *args, repeats=repeats)
+        out[name] = {**timing.as_dict(), "value": float(value), "peak_bytes": harness.compiled_bytes(compiled)}
     return out
 
 
 def bench_numpy(data, repeats):
-    sys.path.insert(0, HERE)
     import numpy_ope
 
     args = (data["rewards"], data["log_ratios"], data["mask"], np.float32(GAMMA), data["q_taken"], data["v_hat"])
     out = {}
     for name, f in numpy_ope.ESTIMATORS.items():
-        tracemalloc.start()
-        value = f(*args)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        run_s, value = _timed(lambda: f(*args), repeats)
-        out[name] = {"run_s": run_s, "value": float(value), "peak_bytes": int(peak)}
+        _, peak = harness.python_peak_bytes(f, *args)
+        timing, value = harness.time_calls(f, *args, repeats=repeats)
+        out[name] = {**timing.as_dict(), "value": float(value), "peak_bytes": peak}
     return out
 
 
 # ----------------------------------------------------------------------------------------------
-# SCOPE-RL worker (runs inside the peer interpreter).
+# SCOPE-RL worker (runs inside the peer interpreter; imports numpy, scope_rl and the harness).
 # ----------------------------------------------------------------------------------------------
 def scope_worker(npz_path: str, repeats: int) -> dict:
     from scope_rl.ope import discrete
@@ -155,26 +129,17 @@ def scope_worker(npz_path: str, repeats: int) -> dict:
         if cls is None:
             continue
         est = getattr(discrete, cls)()
-        tracemalloc.start()
-        est.estimate_policy_value(**kw)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        run_s, value = _timed(lambda: est.estimate_policy_value(**kw), repeats)
-        out[name] = {"run_s": run_s, "value": float(value), "peak_bytes": int(peak), "class": cls}
+        _, peak = harness.python_peak_bytes(lambda: est.estimate_policy_value(**kw))
+        timing, value = harness.time_calls(lambda: est.estimate_policy_value(**kw), repeats=repeats)
+        out[name] = {**timing.as_dict(), "value": float(value), "peak_bytes": peak, "class": cls}
     return out
 
 
 def bench_scope(peer_python, data, repeats):
-    if not peer_python:
-        return None, "no --peer-python given"
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "data.npz")
         np.savez(path, **{k: data[k] for k in ("actions", "rewards", "q_all", "pscore", "pi_e")})
-        cmd = [peer_python, os.path.abspath(__file__), "--scope-worker", path, "--repeats", str(repeats)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        return None, proc.stderr.strip().splitlines()[-1] if proc.stderr else f"exit {proc.returncode}"
-    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+        return harness.run_peer(peer_python, os.path.abspath(__file__), ["--scope-worker", path, "--repeats", str(repeats)])
 
 
 def _fmt_mem(b):
@@ -182,18 +147,13 @@ def _fmt_mem(b):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--peer-python", default=None, help="interpreter with scope-rl==0.2.1 installed")
+    ap = harness.make_parser(__doc__, quick_repeats=5, repeats=5)
     ap.add_argument("--scope-worker", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sizes", default=None, help="e.g. 100000x100,1000x10 (default: the full grid)")
-    args = ap.parse_args()
+    args = harness.parse_args(ap)
     if args.scope_worker:
-        print(json.dumps(scope_worker(args.scope_worker, args.repeats)))
+        harness.emit_peer_result(scope_worker(args.scope_worker, args.repeats))
         return
-
-    import jax
 
     if args.sizes:
         sizes = [tuple(int(v) for v in item.split("x")) for item in args.sizes.split(",")]
@@ -202,63 +162,58 @@ def main():
     else:
         sizes = [(n, t) for n in (1000, 10_000, 100_000) for t in (10, 100, 1000) if n * t <= 10_000_000]
     fns = jax_functions()
-    results = {
-        "device": str(jax.devices()[0]),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-        "jax_version": jax.__version__,
-        "dtype": "float32",
-        "gamma": GAMMA,
-        "sizes": [],
-    }
+    meta = harness.metadata("float32")
+    peer, peer_reason = harness.resolve_peer_python(args.peer_python)
+    rows = []
     for n, t in sizes:
         data = make_data(n, t)
-        reps = args.repeats if n * t <= 1_000_000 else 3
+        reps = args.repeats if n * t <= 1_000_000 else min(args.repeats, 3)
         row = {"N": n, "T": t, "jax": bench_jax(data, reps, fns), "numpy": bench_numpy(data, reps)}
-        row["scope_rl"], row["scope_rl_error"] = bench_scope(args.peer_python, data, min(reps, 3))
+        if peer:
+            row["scope_rl"], row["scope_rl_error"] = bench_scope(peer, data, min(reps, 3))
+        else:
+            row["scope_rl"], row["scope_rl_error"] = None, peer_reason
         for name, (np_name, _) in ROWS.items():
             a, b = row["jax"][name]["value"], row["numpy"][np_name]["value"]
             row["jax"][name]["max_rel_diff_vs_numpy"] = abs(a - b) / max(abs(b), 1e-6)
             if row["scope_rl"] and name in row["scope_rl"]:
                 c = row["scope_rl"][name]["value"]
                 row["jax"][name]["rel_diff_vs_scope"] = abs(a - c) / max(abs(c), 1e-6)
-        results["sizes"].append(row)
+        rows.append(row)
         print(f"done N={n} T={t}", flush=True)
-    results["load_average_at_end"] = os.getloadavg()
 
     lines = [
-        f"OPE estimators, {results['device']}, jax {results['jax_version']}, float32, gamma = {GAMMA}, "
-        f"{results['cpu_count']} CPUs (load average at start {results['load_average_at_start'][0]:.1f}). "
-        "Times in ms: JAX run (after compile, median), JAX compile, numpy, SCOPE-RL 0.2.1; "
+        "# ope_speed: OPE estimators, offrl_jax vs numpy vs SCOPE-RL 0.2.1",
+        "",
+        f"{harness.describe(meta)}; gamma = {GAMMA}. "
+        "Times in ms: JAX run (after compile, median), JAX compile (lower + compile), numpy, SCOPE-RL 0.2.1; "
         "speed-ups = other / JAX; memory in MiB (JAX: compiled args + temps + outputs; others: tracemalloc peak). "
         "`diff` = |JAX - numpy| / |numpy| (both float32).",
         "",
-        "| N | T | estimator | JAX ms | compile ms | numpy ms | SCOPE-RL ms | x numpy | x SCOPE-RL | JAX MiB | numpy MiB | SCOPE MiB | diff |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["sizes"]:
+    table = []
+    for row in rows:
         for name, (np_name, _) in ROWS.items():
             j, p = row["jax"][name], row["numpy"][np_name]
             s = (row["scope_rl"] or {}).get(name)
-            s_ms = "-" if s is None else f"{1e3 * s['run_s']:.1f}"
-            s_x = "-" if s is None else f"{s['run_s'] / j['run_s']:.0f}"
-            lines.append(
-                f"| {row['N']} | {row['T']} | {name} | {1e3 * j['run_s']:.2f} | {1e3 * j['compile_s']:.0f} | "
-                f"{1e3 * p['run_s']:.2f} | {s_ms} | "
-                f"{p['run_s'] / j['run_s']:.1f} | {s_x} | "
-                f"{_fmt_mem(j['peak_bytes'])} | {_fmt_mem(p['peak_bytes'])} | "
-                f"{'-' if s is None else _fmt_mem(s['peak_bytes'])} | {j['max_rel_diff_vs_numpy']:.1e} |"
-            )
-    errs = {(r["N"], r["T"]): r["scope_rl_error"] for r in results["sizes"] if r["scope_rl_error"]}
+            table.append([
+                row["N"], row["T"], name, f"{1e3 * j['run_s']:.2f}", f"{1e3 * j['compile_s']:.0f}",
+                f"{1e3 * p['run_s']:.2f}", "-" if s is None else f"{1e3 * s['run_s']:.1f}",
+                f"{p['run_s'] / j['run_s']:.1f}", "-" if s is None else f"{s['run_s'] / j['run_s']:.0f}",
+                _fmt_mem(j["peak_bytes"]), _fmt_mem(p["peak_bytes"]), "-" if s is None else _fmt_mem(s["peak_bytes"]),
+                f"{j['max_rel_diff_vs_numpy']:.1e}",
+            ])
+    lines += harness.markdown_table(
+        ["N", "T", "estimator", "JAX ms", "compile ms", "numpy ms", "SCOPE-RL ms", "x numpy", "x SCOPE-RL",
+         "JAX MiB", "numpy MiB", "SCOPE MiB", "diff"],
+        table,
+    )
+    errs = sorted({r["scope_rl_error"] for r in rows if r["scope_rl_error"]})
     if errs:
-        lines += ["", f"SCOPE-RL not run: {sorted(set(errs.values()))}"]
-    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
-    with open(os.path.join(HERE, "results", "ope_speed.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    with open(os.path.join(HERE, "results", "ope_speed.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        lines += ["", f"SCOPE-RL not run: {errs}"]
+    settings = {"gamma": GAMMA, "sizes": [list(s) for s in sizes], "repeats": args.repeats,
+                "peer_python": peer, "quick": args.quick}
+    harness.write_results("ope_speed", rows, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -11,17 +11,17 @@ state marginal: ŵ_t ρ_t; averaged over t). Q̂ = exact Q^π_t and baseline V^�
 estimator takes a critic; "state_marginal_exact" uses exact ratios d^π_t/d^β_t,
 "state_marginal_mis" ratios estimated from the same data (:func:`offrl_jax.pg.tabular_state_weights`).
 
-Usage: python benchmarks/pg_variance.py [--quick]
-Writes benchmarks/results/pg_variance.{json,md} and pg_variance.png (with matplotlib).
+Compile time (``lower().compile()``) is reported apart from run time (median of ``--repeats``
+calls under ``jax.block_until_ready``).
+
+Usage: python benchmarks/pg_variance.py [--quick] [--repeats R] [--out DIR]
+Writes benchmarks/results/pg_variance[_quick].{json,md} and .png (with matplotlib).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
-import time
+import sys
 
 import jax
 
@@ -43,7 +43,9 @@ from offrl_jax.pg import (  # noqa: E402
     trajectory_surrogate,
 )
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
 S, A, GAMMA = 10, 3, 0.95
 ESTIMATORS = (
     "trajectory",
@@ -111,13 +113,12 @@ def make_estimates(mdp, beta, policy, theta, horizon, num_episodes):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
+    args = harness.parse_args(harness.make_parser(__doc__, quick_repeats=3, repeats=3))
+    meta = harness.metadata("float64")
     horizons = (2, 4, 8) if args.quick else (2, 4, 8, 16, 32)
     num_datasets = 100 if args.quick else 500
     num_episodes = 20 if args.quick else 50
-    repeats = 3
+    repeats = args.repeats
     base_mdp = garnet(0, S, A, 3, gamma=GAMMA, dtype=jnp.float64)
     q_star, _ = value_iteration(base_mdp)
     beta = policies.uniform(S, A, jnp.float64)
@@ -130,16 +131,9 @@ def main() -> None:
         g_true = np.asarray(jax.grad(lambda th: policy_value(mdp, policy.probs(th, jnp.arange(S))))(theta))
         f = make_estimates(mdp, beta, policy, theta, horizon, num_episodes)
         keys = jax.random.split(jax.random.key(horizon), num_datasets)
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(f(keys))
-        first = time.perf_counter() - t0
-        runs = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(keys))
-            runs.append(time.perf_counter() - t0)
-        run = statistics.median(runs)
-        timing.append({"T": horizon, "compile_s": first - run, "run_s": run})
+        t, out, _ = harness.time_jit(f, keys, repeats=repeats)
+        run = t.run_s
+        timing.append({"T": horizon, **t.as_dict()})
         grads, ess = jax.device_get(out)
         norm = float(np.linalg.norm(g_true))
         for name in ESTIMATORS:
@@ -155,42 +149,37 @@ def main() -> None:
                 "rel_rmse": rmse, "mean_ess": float(np.mean(ess[kind])), "grad_norm": norm,
             })
         print(f"T={horizon}: |grad J| = {norm:.4f}, compile {timing[-1]['compile_s']:.2f}s, run {run:.3f}s")
-    res = {
+    settings = {
         "mdp": f"garnet(seed 0, {S} states, {A} actions, branching 3, gamma {GAMMA}), finite horizon T",
         "behavior": "uniform",
         "target": "softmax, theta = log(0.5 * 0.2-greedy(Q*) + 0.5 * uniform)",
         "num_datasets": num_datasets,
         "num_episodes": num_episodes,
-        "device": str(jax.devices()[0]),
-        "jax": jax.__version__,
-        "dtype": "float64",
+        "horizons": list(horizons),
+        "repeats": repeats,
         "quick": args.quick,
-        "rows": rows,
-        "timing": timing,
     }
-    out_dir = os.path.join(HERE, "results")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "pg_variance.json"), "w") as fh:
-        json.dump(res, fh, indent=2)
+    res = {"rows": rows, "timing": timing}
     lines = [
         "# pg_variance",
         "",
-        f"{res['mdp']}; behaviour {res['behavior']}; target {res['target']}. M = {num_datasets} datasets of "
-        f"N = {num_episodes} trajectories per T; {res['device']}, jax {res['jax']}, float64.",
+        f"{settings['mdp']}; behaviour {settings['behavior']}; target {settings['target']}. M = {num_datasets} "
+        f"datasets of N = {num_episodes} trajectories per T; {harness.describe(meta)}.",
         "Relative to ‖∇J‖: bias of the mean (± its standard error), std of one dataset's estimate, RMSE. "
         "ESS: mean (Σw)²/Σw² of the weights the estimator family uses (out of N; state-marginal rows use the "
         "exact ratios).",
         "",
-        "| T | estimator | rel. bias (± SE) | rel. std | rel. RMSE | mean ESS |",
-        "|---|---|---|---|---|---|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r['T']} | {r['estimator']} | {r['rel_bias']:.3f} (± {r['rel_bias_se']:.3f}) | {r['rel_std']:.3f} | "
-            f"{r['rel_rmse']:.3f} | {r['mean_ess']:.1f} |"
-        )
-    lines += ["", "| T | compile (s) | run, median of 3 (s) |", "|---|---|---|"]
-    lines += [f"| {t['T']} | {t['compile_s']:.2f} | {t['run_s']:.3f} |" for t in timing]
+    lines += harness.markdown_table(
+        ["T", "estimator", "rel. bias (± SE)", "rel. std", "rel. RMSE", "mean ESS"],
+        [[r["T"], r["estimator"], f"{r['rel_bias']:.3f} (± {r['rel_bias_se']:.3f})", f"{r['rel_std']:.3f}",
+          f"{r['rel_rmse']:.3f}", f"{r['mean_ess']:.1f}"] for r in rows],
+    )
+    lines += [""]
+    lines += harness.markdown_table(
+        ["T", "compile (s)", f"run, median of {repeats} (s)"],
+        [[t["T"], f"{t['compile_s']:.2f}", f"{t['run_s']:.3f}"] for t in timing],
+    )
     try:
         import matplotlib
 
@@ -213,13 +202,10 @@ def main() -> None:
         axes[0].legend(fontsize=7)
         axes[1].legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(os.path.join(out_dir, "pg_variance.png"), dpi=120)
-        lines += ["", "Plot: benchmarks/results/pg_variance.png"]
+        lines += ["", f"Plot: {harness.save_figure(fig, 'pg_variance', args.out, args.quick)}"]
     except ImportError:
         pass
-    with open(os.path.join(out_dir, "pg_variance.md"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    harness.write_results("pg_variance", res, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":
