@@ -7,6 +7,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core.validation import check_positive_int
 from offrl_jax.data import Trajectories
 from offrl_jax.envs.tabular import TabularMDP, state_policy
 
@@ -69,6 +70,8 @@ def rollout(
         horizon = mdp.horizon
     if horizon is None:
         raise ValueError("horizon: the MDP has no finite horizon; pass horizon=T")
+    check_positive_int(num_episodes, "num_episodes")
+    check_positive_int(horizon, "horizon")
     dtype = mdp.rewards.dtype
     pi_b = state_policy(mdp, behavior_policy).astype(dtype)
     log_pi_b = _safe_log(pi_b)

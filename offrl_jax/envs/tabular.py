@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.validation import is_concrete
+
 Array = Any
 
 __all__ = [
@@ -191,18 +193,27 @@ def check_policy(mdp: TabularMDP, policy: Array, name: str = "policy") -> np.nda
     """Host-side check that ``policy`` is ``[O, A]`` with rows on the simplex."""
     p = np.asarray(policy)
     o, a = mdp.num_observations, mdp.num_actions
+    if p.dtype.kind not in "fiu":
+        raise ValueError(f"{name}: expected a real-valued [O, A] table, found dtype {p.dtype}")
     if p.shape != (o, a):
         raise ValueError(f"{name}: expected shape [O, A] = {[o, a]}, found {list(p.shape)}")
     if not np.all(np.isfinite(p)) or np.any(p < 0) or not np.allclose(p.sum(-1), 1.0, atol=1e-5):
-        raise ValueError(f"{name}: expected rows of probabilities summing to 1")
+        bad = np.argwhere(~np.isfinite(p).all(-1) | (p < 0).any(-1) | ~np.isclose(p.sum(-1), 1.0, atol=1e-5))[0, 0]
+        raise ValueError(
+            f"{name}: expected rows of probabilities in [0, 1] summing to 1; row {bad} is {p[bad].tolist()}"
+        )
     return p
 
 
 def state_policy(mdp: TabularMDP, policy: Array) -> Array:
     """Maps an observation policy ``[O, A]`` to the state policy ``[S, A]`` (pi(a | obs(s))).
 
-    The map is applied exactly when the MDP's observation map is not the identity.
+    The map is applied exactly when the MDP's observation map is not the identity. A concrete
+    ``policy`` is checked on the host first (:func:`check_policy`: ``[O, A]`` rows on the simplex),
+    so every exact solver and rollout refuses a table that is not a policy.
     """
+    if is_concrete(policy):
+        check_policy(mdp, policy)
     policy = jnp.asarray(policy)
     if not mdp.aliased:
         return policy

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from offrl_jax.envs import TabularMDP, policy_value, rollout
 
@@ -95,3 +96,19 @@ def test_zero_probability_actions_are_never_sampled():
     assert abs(freq - 0.3) < 4 * np.sqrt(0.3 * 0.7 / a0.size)
     assert np.all(np.isfinite(traj.behavior_log_probs))
     assert traj.rewards.dtype == jnp.float32
+
+
+def test_rollout_and_solvers_refuse_non_policies_and_empty_sizes():
+    from offrl_jax.envs import policy_value, q_values
+    from offrl_jax.envs.suite import chain_walk
+
+    mdp = chain_walk(4)
+    good = np.full((4, 2), 0.5)
+    for bad in (np.array([[0.7, 0.0]] * 4), np.array([[1.5, -0.5]] * 4), np.full((3, 2), 0.5), np.full((4, 2), np.nan)):
+        for fn in (lambda p: rollout(jax.random.key(0), mdp, p, 4, 3), lambda p: policy_value(mdp, p),
+                   lambda p: q_values(mdp, p), lambda p: rollout(jax.random.key(0), mdp, good, 4, 3, target_policy=p)):
+            with pytest.raises(ValueError, match="policy"):
+                fn(bad)
+    for n, t in ((0, 3), (4, 0), (4, -1)):
+        with pytest.raises(ValueError, match="num_episodes" if n == 0 else "horizon"):
+            rollout(jax.random.key(0), mdp, good, n, t)
