@@ -15,9 +15,9 @@ composes with optax (minimise ``-surrogate``). Importance weights, their truncat
 Learning follows the package's learner convention: a frozen :class:`PGConfig`,
 ``make_learner(config, policy) -> core.Learner`` and ``make_train(config, policy) ->
 train(key, batch) -> core.TrainResult``, with the data a :class:`PGBatch` built (and checked)
-by :func:`pg_batch`. Policies are :class:`PolicyFns` (:func:`tabular_softmax`,
-:func:`mlp_categorical`). ``offrl_jax.trainers.OfflinePGTrainer`` adds progress, history and
-checkpoints.
+by :func:`pg_batch`. The policy is a :class:`offrl_jax.policies.PolicyFns`
+(:func:`offrl_jax.policies.tabular_softmax`, :func:`offrl_jax.policies.mlp_categorical`).
+``offrl_jax.trainers.OfflinePGTrainer`` adds progress, history and checkpoints.
 """
 
 from offrl_jax.pg.batch import PGBatch, pg_batch
@@ -29,7 +29,6 @@ from offrl_jax.pg.estimators import (
     trajectory_surrogate,
 )
 from offrl_jax.pg.marginal import StateWeights, tabular_state_weights
-from offrl_jax.pg.policies import CategoricalMLP, PolicyFns, categorical_log_prob, mlp_categorical, tabular_softmax
 from offrl_jax.pg.train import (
     ESTIMATORS,
     OPTIMIZERS,
@@ -44,24 +43,19 @@ from offrl_jax.pg.train import (
 __all__ = [
     "ESTIMATORS",
     "OPTIMIZERS",
-    "CategoricalMLP",
     "PGBatch",
     "PGConfig",
     "PGMetrics",
     "PGState",
-    "PolicyFns",
     "StateWeights",
-    "categorical_log_prob",
     "first_order_surrogate",
     "make_learner",
     "make_surrogate",
     "make_train",
-    "mlp_categorical",
     "per_decision_surrogate",
     "pg_batch",
     "returns_to_go",
     "state_marginal_surrogate",
-    "tabular_softmax",
     "tabular_state_weights",
     "trajectory_surrogate",
 ]

@@ -39,7 +39,7 @@ from offrl_jax.pg.estimators import (
     state_marginal_surrogate,
     trajectory_surrogate,
 )
-from offrl_jax.pg.policies import PolicyFns
+from offrl_jax.policies import PolicyFns
 
 Array = Any
 
@@ -207,7 +207,7 @@ def make_learner(
 
     Args:
       config: :class:`PGConfig`.
-      policy: :class:`~offrl_jax.pg.policies.PolicyFns` (``init``, ``log_prob``, ...).
+      policy: :class:`~offrl_jax.policies.PolicyFns` (``init``, ``log_prob``, ...).
       optimizer: optional optax transformation replacing the config's named optimiser (it is
         not recorded in checkpoints; prefer the config's name and learning rate).
 

@@ -13,7 +13,8 @@ from typing import Any, Optional, Sequence
 import optax
 
 from offrl_jax.data import Trajectories
-from offrl_jax.pg import PGBatch, PGConfig, PolicyFns, make_learner, pg_batch
+from offrl_jax.pg import PGBatch, PGConfig, make_learner, pg_batch
+from offrl_jax.policies import PolicyFns
 from offrl_jax.trainers.base import Callback, Trainer
 
 Array = Any
@@ -36,7 +37,7 @@ class OfflinePGTrainer(Trainer):
     Args:
       data: :class:`~offrl_jax.data.Trajectories` (with ``behavior_log_probs``) or a
         :class:`~offrl_jax.pg.PGBatch`, checked on the host by :func:`~offrl_jax.pg.pg_batch`.
-      policy: :class:`~offrl_jax.pg.PolicyFns`.
+      policy: :class:`~offrl_jax.policies.PolicyFns`.
       config: :class:`~offrl_jax.pg.PGConfig` (``num_steps`` is not used: ``fit(steps)`` says
         how many); recorded in checkpoints.
       optimizer: optional optax transformation replacing the config's named optimiser.

@@ -19,11 +19,11 @@ from offrl_jax.pg import (
     pg_batch,
     returns_to_go,
     state_marginal_surrogate,
-    tabular_softmax,
     tabular_state_weights,
     trajectory_surrogate,
 )
 from offrl_jax.pg.batch import _validate_pg_data
+from offrl_jax.policies import tabular_softmax
 from offrl_jax.pg.train import _diagnostics
 
 S, A, H, GAMMA = 4, 3, 4, 0.9

@@ -9,7 +9,8 @@ import pytest
 
 from offrl_jax.envs import policy_value, rollout
 from offrl_jax.envs.suite import make_problem
-from offrl_jax.pg import PGConfig, make_learner, make_train, mlp_categorical, pg_batch, tabular_softmax
+from offrl_jax.pg import PGConfig, make_learner, make_train, pg_batch
+from offrl_jax.policies import mlp_categorical, tabular_softmax
 from offrl_jax.trainers import Trainer
 from offrl_jax.trainers.pg import OfflinePGTrainer
 
