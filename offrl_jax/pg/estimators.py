@@ -7,33 +7,40 @@ terms g_t = ∇_θ log π_θ(a_t|s_t),
     ∇Ĵ = Σ_n Σ_t A^n_t g^n_t,
 
 where the per-step coefficients A^n_t (importance weights times returns or Q̂ values) are data:
-they are computed from ``stop_gradient(log_probs)``, so clipping and self-normalisation change
-the estimate exactly as written and never leak into the gradient. The surrogate is
+they are computed from ``stop_gradient(target_log_probs)``, so truncation and self-normalisation
+change the estimate exactly as written and never leak into the gradient. The surrogate is
 ``value + Σ A · (log π − stop_gradient(log π))``: its value is the matching off-policy value
 estimate (IS, PDIS, WIS, WPDIS, ...), its gradient is the estimator. To ascend with optax, minimise
 ``-surrogate``.
 
 Conventions (see the project API): dataset-level functions take padded ``[N, T]`` arrays plus a
-``mask`` that is a prefix of ones. ``log_probs[n, t] = log π_θ(a_t|s_t)`` is the only
-differentiable input; ``behavior_log_probs`` are logged data (stop-gradient is applied).
-Importance weights live in log space: w_{0:t} = exp(Σ_{k≤t} (log π − log π_β)). After a
-trajectory ends it sits in an absorbing state (ratio 1, reward 0), so its final weight stays in
-per-step self-normalisers. Step t is discounted by γ^t.
+``mask`` that is a prefix of ones, then γ, then keyword-only options.
+``target_log_probs[n, t] = log π_θ(a_t|s_t)`` is the only differentiable input;
+``behavior_log_probs`` are logged data. Importance weights come from :mod:`offrl_jax.core` in log
+space, w_{0:t} = exp(Σ_{k≤t} (log π − log π_β)), truncated by ``max_log_weight`` (a bound on
+log w) and self-normalised over trajectories by ``self_normalize``. After a trajectory ends it
+sits in an absorbing state (ratio 1, reward 0), so its final weight stays in per-step
+self-normalisers. Step t is discounted by γ^t.
 
-Host-side checks of the logged data are in :func:`validate_pg_data`; the surrogates themselves
-are jit- and vmap-safe and only check shapes at trace time.
+Host-side checks of the logged data run in :func:`offrl_jax.pg.pg_batch`; the surrogates
+themselves are jit- and vmap-safe and only check shapes at trace time.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import math
+from typing import Any, Optional
 
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from offrl_jax.core.validation import check_finite, check_log_probs, check_mask
+from offrl_jax.core.weights import (
+    cumsum_last,
+    cumulative_log_weights,
+    importance_weights,
+    log_importance_ratios,
+)
 
 Array = Any
 
@@ -43,16 +50,13 @@ __all__ = [
     "per_decision_surrogate",
     "first_order_surrogate",
     "state_marginal_surrogate",
-    "WeightDiagnostics",
-    "weight_diagnostics",
-    "validate_pg_data",
 ]
 
 _sg = jax.lax.stop_gradient
 
 
 # ----------------------------------------------------------------------------------------------
-# Shared helpers (jit-able).
+# Shared helpers (jit-able). Weights come from offrl_jax.core, on stop-gradient inputs.
 # ----------------------------------------------------------------------------------------------
 def _check_shapes(mask: Array, **arrays: Optional[Array]) -> None:
     chex.assert_rank(mask, 2)
@@ -61,54 +65,34 @@ def _check_shapes(mask: Array, **arrays: Optional[Array]) -> None:
             chex.assert_shape(x, mask.shape, custom_message=f"{name}: expected [N, T] as mask")
 
 
+def _check_max_log_weight(max_log_weight: Optional[float]) -> None:
+    """A Python bound must be a finite number (checked at trace time; traced bounds pass)."""
+    if isinstance(max_log_weight, (int, float)) and not math.isfinite(max_log_weight):
+        raise ValueError(f"max_log_weight: expected a finite log weight bound or None, found {max_log_weight}")
+
+
 def _discounts(gamma: Array, num_steps: int, dtype: Any) -> Array:
     """``[T]`` γ^t for t = 0..T-1 in ``dtype``."""
     return jnp.asarray(gamma, dtype) ** jnp.arange(num_steps, dtype=dtype)
 
 
-def _log_ratios(log_probs: Array, behavior_log_probs: Array, mask: Array) -> Array:
-    """``[N, T]`` stop-gradient log ρ_t, 0 on padding (double-where keeps -inf targets finite)."""
-    real = mask > 0
-    lp = _sg(log_probs)
-    return jnp.where(real, jnp.where(real, lp, 0.0) - jnp.where(real, _sg(behavior_log_probs), 0.0), 0.0)
+def _log_ratios(target_log_probs: Array, behavior_log_probs: Array, mask: Array) -> Array:
+    """``[N, T]`` log ρ_t from :func:`offrl_jax.core.log_importance_ratios` on stop-gradient
+    inputs: importance weights are data, gradients flow only through the score terms."""
+    return log_importance_ratios(_sg(target_log_probs), _sg(behavior_log_probs), mask)
 
 
-def _clip_log(log_w: Array, clip: Optional[float]) -> Array:
-    if clip is None:
-        return log_w
-    if not clip > 0:
-        raise ValueError(f"clip: expected a positive weight bound or None, found {clip}")
-    return jnp.minimum(log_w, jnp.log(jnp.asarray(clip, log_w.dtype)))
-
-
-def _normalized(log_w: Array, axis: int) -> Array:
-    """exp(log_w) / Σ exp(log_w) along ``axis`` in log space; 0 where every weight is 0."""
-    m = jnp.max(log_w, axis=axis, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)
-    e = jnp.exp(log_w - m)
-    s = jnp.sum(e, axis=axis, keepdims=True)
-    return jnp.where(s > 0, e / jnp.where(s > 0, s, 1.0), 0.0)
-
-
-def _weights(log_w: Array, clip: Optional[float], self_normalize: bool) -> Array:
-    """Clipped weights divided by N, or self-normalised over trajectories (axis 0)."""
-    log_w = _clip_log(log_w, clip)
-    if self_normalize:
-        return _normalized(log_w, axis=0)
-    return jnp.exp(log_w) / log_w.shape[0]
-
-
-def _surrogate(value: Array, coef: Array, log_probs: Array, mask: Array) -> Array:
+def _surrogate(value: Array, coef: Array, target_log_probs: Array, mask: Array) -> Array:
     """value + Σ stop_gradient(coef) · (log π − stop_gradient(log π)) over real, finite steps."""
-    ok = (mask > 0) & jnp.isfinite(_sg(log_probs))
-    lp = jnp.where(ok, log_probs, 0.0)
+    ok = (mask > 0) & jnp.isfinite(_sg(target_log_probs))
+    lp = jnp.where(ok, target_log_probs, 0.0)
     coef = jnp.where(ok, _sg(coef), 0.0)
     return _sg(value) + jnp.sum(coef * (lp - _sg(lp)))
 
 
 def _reverse_cumsum(x: Array) -> Array:
-    """``[N, T]`` Σ_{t' ≥ t} x[:, t']."""
-    return jnp.flip(jnp.cumsum(jnp.flip(x, axis=1), axis=1), axis=1)
+    """``[N, T]`` Σ_{t' ≥ t} x[:, t'] (core's blocked cumulative sum, reversed in time)."""
+    return jnp.flip(cumsum_last(jnp.flip(x, axis=1)), axis=1)
 
 
 def _baseline(baseline: Optional[Array], like: Array) -> Array:
@@ -147,14 +131,15 @@ def returns_to_go(rewards: Array, mask: Array, gamma: float) -> Array:
 # Estimators.
 # ----------------------------------------------------------------------------------------------
 def trajectory_surrogate(
-    log_probs: Array,
+    target_log_probs: Array,
     behavior_log_probs: Array,
     rewards: Array,
     mask: Array,
     gamma: float,
+    *,
     baseline: Optional[Array] = None,
     reward_to_go: bool = False,
-    clip: Optional[float] = None,
+    max_log_weight: Optional[float] = None,
     self_normalize: bool = False,
 ) -> Array:
     """Trajectory-wise importance-weighted REINFORCE, as a surrogate objective.
@@ -168,12 +153,12 @@ def trajectory_surrogate(
     ∇w = w Σ_t g_t (Williams 1992 REINFORCE with importance weights; see "Eligibility Traces for
     Off-Policy Policy Evaluation", Precup, Sutton & Singh 2000, for the IS value). Both forms are
     unbiased for ∇J(π_θ) when b_t depends only on the history up to s_t; the second drops the
-    past rewards (causality). ``clip`` replaces w_n by min(w_n, c); ``self_normalize`` replaces
-    w_n/N by w_n/Σ_j w_j (consistent, biased). The surrogate's value is the (clipped /
-    weighted) IS estimate Σ_n ω_n G_n.
+    past rewards (causality). ``max_log_weight`` replaces w_n by min(w_n, exp(max_log_weight))
+    (truncated IS, Ionides 2008); ``self_normalize`` replaces w_n/N by w_n/Σ_j w_j (consistent,
+    biased). The surrogate's value is the (truncated / weighted) IS estimate Σ_n ω_n G_n.
 
     Args:
-      log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
+      target_log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
       behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t) (data; 0 on padding).
       rewards: ``[N, T]`` r_t.
       mask: ``[N, T]`` 1 on real steps, 0 on padding.
@@ -181,18 +166,19 @@ def trajectory_surrogate(
       baseline: optional ``[N, T]`` (or scalar) b_t: an estimate of G (first form) or of the
         return from t, e.g. V̂(s_t) (second form).
       reward_to_go: use the causal reward-to-go form.
-      clip: optional upper bound c > 0 on each trajectory weight (applied in log space).
+      max_log_weight: optional bound on each log trajectory weight log w_n.
       self_normalize: normalise the weights over trajectories.
 
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
-    _check_shapes(mask, log_probs=log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards)
+    _check_shapes(mask, target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards)
+    _check_max_log_weight(max_log_weight)
     dtype = rewards.dtype
     disc = _discounts(gamma, mask.shape[1], dtype)
     r = jnp.where(mask > 0, rewards, 0.0) * disc[None, :]
-    log_w = jnp.sum(_log_ratios(log_probs, behavior_log_probs, mask), axis=1)
-    omega = _weights(log_w, clip, self_normalize).astype(dtype)
+    log_w = cumulative_log_weights(_log_ratios(target_log_probs, behavior_log_probs, mask), mask)[:, -1]
+    omega = importance_weights(log_w, max_log_weight, self_normalize).astype(dtype)
     b = _baseline(baseline, rewards)
     g = jnp.sum(r, axis=1)
     if reward_to_go:
@@ -200,18 +186,19 @@ def trajectory_surrogate(
     else:
         ret = g[:, None] - b
     coef = omega[:, None] * ret * mask
-    return _surrogate(jnp.sum(omega * g), coef, log_probs, mask)
+    return _surrogate(jnp.sum(omega * g), coef, target_log_probs, mask)
 
 
 def per_decision_surrogate(
-    log_probs: Array,
+    target_log_probs: Array,
     behavior_log_probs: Array,
     rewards: Array,
     mask: Array,
     gamma: float,
+    *,
     q_hat: Optional[Array] = None,
     baseline: Optional[Array] = None,
-    clip: Optional[float] = None,
+    max_log_weight: Optional[float] = None,
     self_normalize: bool = False,
 ) -> Array:
     """Per-decision (causal) importance-weighted policy gradient, as a surrogate objective.
@@ -227,31 +214,32 @@ def per_decision_surrogate(
     γ^t w_{0:t} (Q̂(s_t, a_t) − b_t), the importance-weighted actor-critic form; it is unbiased when
     Q̂ = Q^{π_θ} (time-indexed for finite horizons). A baseline b_t that depends only on the
     history up to s_t (e.g. V̂(s_t) = Σ_a π(a|s_t) Q̂(s_t, a)) keeps either form unbiased.
-    ``clip`` bounds every w_{0:t} by c; ``self_normalize`` divides w^n_{0:t} by Σ_j w^j_{0:t} at
-    each step (finished trajectories keep their frozen weight, as in WPDIS). The surrogate's value
-    is the PDIS (or clipped / WPDIS) estimate of J.
+    ``max_log_weight`` bounds every log w_{0:t}; ``self_normalize`` divides w^n_{0:t} by
+    Σ_j w^j_{0:t} at each step (finished trajectories keep their frozen weight, as in WPDIS).
+    The surrogate's value is the PDIS (or truncated / WPDIS) estimate of J.
 
     Args:
-      log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
+      target_log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
       behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t) (data).
       rewards: ``[N, T]`` r_t.
       mask: ``[N, T]`` 1 on real steps, 0 on padding.
       gamma: discount γ.
       q_hat: optional ``[N, T]`` Q̂(s_t, a_t) of the target policy (data, e.g. from FQE/LSTDQ).
       baseline: optional ``[N, T]`` (or scalar) b_t.
-      clip: optional upper bound c > 0 on each cumulative weight w_{0:t}.
+      max_log_weight: optional bound on each cumulative log weight log w_{0:t}.
       self_normalize: per-step self-normalised weights.
 
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
     _check_shapes(
-        mask, log_probs=log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards, q_hat=q_hat
+        mask, target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards, q_hat=q_hat
     )
+    _check_max_log_weight(max_log_weight)
     dtype = rewards.dtype
     disc = _discounts(gamma, mask.shape[1], dtype)
-    log_w = jnp.cumsum(_log_ratios(log_probs, behavior_log_probs, mask), axis=1)
-    omega = _weights(log_w, clip, self_normalize).astype(dtype)
+    log_w = cumulative_log_weights(_log_ratios(target_log_probs, behavior_log_probs, mask), mask)
+    omega = importance_weights(log_w, max_log_weight, self_normalize).astype(dtype)
     r = jnp.where(mask > 0, rewards, 0.0)
     weighted = disc[None, :] * omega * r
     b = _baseline(baseline, rewards)
@@ -259,19 +247,20 @@ def per_decision_surrogate(
         coef = _reverse_cumsum(weighted) - disc[None, :] * omega * b
     else:
         coef = disc[None, :] * omega * (jnp.asarray(q_hat, dtype) - b)
-    return _surrogate(jnp.sum(weighted), coef * mask, log_probs, mask)
+    return _surrogate(jnp.sum(weighted), coef * mask, target_log_probs, mask)
 
 
 def state_marginal_surrogate(
-    log_probs: Array,
+    target_log_probs: Array,
     behavior_log_probs: Array,
     q_hat: Array,
     state_weights: Array,
     mask: Array,
     gamma: float,
+    *,
     baseline: Optional[Array] = None,
     discount_states: bool = True,
-    clip: Optional[float] = None,
+    max_log_weight: Optional[float] = None,
     self_normalize: bool = False,
 ) -> Array:
     """Policy gradient with a marginal state-distribution correction, as a surrogate objective.
@@ -285,12 +274,12 @@ def state_marginal_surrogate(
     is the estimator of "Off-Policy Policy Gradient with State Distribution Correction" (Liu,
     Swaminathan, Agarwal & Brunskill 2019), ∇J = (1−γ)^{-1} E_{d^{π_β}}[ŵ(s) ρ(a|s) Q̂(s,a)
     ∇log π(a|s)], written per step (our γ^t weighting stands for their d^{π_β} expectation).
-    ``discount_states=False`` drops γ^t. ``clip`` bounds ŵ_t ρ_t by c; ``self_normalize``
-    divides by Σ_j ŵ^j_t ρ^j_t at each step (padded steps keep ratio 1 and their given ŵ, the
-    absorbing state's weight). The surrogate's value is the weighted sum Σ ω (Q̂ − b).
+    ``discount_states=False`` drops γ^t. ``max_log_weight`` bounds log(ŵ_t ρ_t);
+    ``self_normalize`` divides by Σ_j ŵ^j_t ρ^j_t at each step (padded steps keep ratio 1 and
+    their given ŵ, the absorbing state's weight). The surrogate's value is Σ ω (Q̂ − b).
 
     Args:
-      log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
+      target_log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
       behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t) (data).
       q_hat: ``[N, T]`` Q̂(s_t, a_t) (data).
       state_weights: ``[N, T]`` ŵ(s_t) ≥ 0 (data), e.g. from marginalised importance sampling.
@@ -298,7 +287,7 @@ def state_marginal_surrogate(
       gamma: discount γ.
       baseline: optional ``[N, T]`` (or scalar) b_t, a function of s_t.
       discount_states: weight step t by γ^t.
-      clip: optional upper bound c > 0 on each per-step weight ŵ_t ρ_t.
+      max_log_weight: optional bound on each per-step log weight log(ŵ_t ρ_t).
       self_normalize: per-step self-normalised weights.
 
     Returns:
@@ -306,31 +295,33 @@ def state_marginal_surrogate(
     """
     _check_shapes(
         mask,
-        log_probs=log_probs,
+        target_log_probs=target_log_probs,
         behavior_log_probs=behavior_log_probs,
         q_hat=q_hat,
         state_weights=state_weights,
     )
+    _check_max_log_weight(max_log_weight)
     dtype = q_hat.dtype
     sw = _sg(jnp.asarray(state_weights, dtype))
     log_sw = jnp.where(sw > 0, jnp.log(jnp.where(sw > 0, sw, 1.0)), -jnp.inf)
-    log_w = log_sw + _log_ratios(log_probs, behavior_log_probs, mask)
-    omega = _weights(log_w, clip, self_normalize).astype(dtype)
+    log_w = log_sw + _log_ratios(target_log_probs, behavior_log_probs, mask)
+    omega = importance_weights(log_w, max_log_weight, self_normalize).astype(dtype)
     if discount_states:
         omega = omega * _discounts(gamma, mask.shape[1], dtype)[None, :]
     coef = omega * (q_hat - _baseline(baseline, q_hat)) * mask
-    return _surrogate(jnp.sum(coef), coef, log_probs, mask)
+    return _surrogate(jnp.sum(coef), coef, target_log_probs, mask)
 
 
 def first_order_surrogate(
-    log_probs: Array,
+    target_log_probs: Array,
     behavior_log_probs: Array,
     q_hat: Array,
     mask: Array,
     gamma: float,
+    *,
     baseline: Optional[Array] = None,
     discount_states: bool = True,
-    clip: Optional[float] = None,
+    max_log_weight: Optional[float] = None,
     self_normalize: bool = False,
 ) -> Array:
     """First-order approximation: drop the past product, keep only the action ratio.
@@ -345,21 +336,21 @@ def first_order_surrogate(
     ``discount_states=False`` drops the γ^t state factor as the lecture does.
 
     Args:
-      log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
+      target_log_probs: ``[N, T]`` log π_θ(a_t|s_t), differentiable in θ.
       behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t) (data).
       q_hat: ``[N, T]`` Q̂(s_t, a_t) (data).
       mask: ``[N, T]`` 1 on real steps, 0 on padding.
       gamma: discount γ.
       baseline: optional ``[N, T]`` (or scalar) b_t, a function of s_t.
       discount_states: weight step t by γ^t.
-      clip: optional upper bound c > 0 on each ratio ρ_t.
+      max_log_weight: optional bound on each log ratio log ρ_t.
       self_normalize: per-step self-normalised ratios.
 
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
     return state_marginal_surrogate(
-        log_probs,
+        target_log_probs,
         behavior_log_probs,
         q_hat,
         jnp.ones_like(q_hat),
@@ -367,126 +358,6 @@ def first_order_surrogate(
         gamma,
         baseline=baseline,
         discount_states=discount_states,
-        clip=clip,
+        max_log_weight=max_log_weight,
         self_normalize=self_normalize,
     )
-
-
-# ----------------------------------------------------------------------------------------------
-# Diagnostics and host-side validation.
-# ----------------------------------------------------------------------------------------------
-class WeightDiagnostics(NamedTuple):
-    """Importance-weight diagnostics of a dataset under π_θ.
-
-    Attributes:
-      ess: scalar (Σ_n w_n)² / Σ_n w_n² of the trajectory weights w_{0:T−1} (Kong 1992), in [1, N].
-      ess_per_step: ``[T]`` the same for the per-decision weights w_{0:t}.
-      max_log_weight: scalar max_n log w_n.
-      num_nonfinite: int count of real steps whose log-ratio is NaN or +inf (0 when healthy).
-    """
-
-    ess: Array
-    ess_per_step: Array
-    max_log_weight: Array
-    num_nonfinite: Array
-
-
-def _ess(log_w: Array, axis: int) -> Array:
-    lse1 = jax.nn.logsumexp(log_w, axis=axis)
-    lse2 = jax.nn.logsumexp(2.0 * log_w, axis=axis)
-    return jnp.where(jnp.isfinite(lse1), jnp.exp(2.0 * lse1 - lse2), 0.0)
-
-
-def weight_diagnostics(log_probs: Array, behavior_log_probs: Array, mask: Array) -> WeightDiagnostics:
-    """Effective sample size of the importance weights, computed in log space.
-
-    ESS = (Σ_n w_n)² / Σ_n w_n² (Kong 1992; see also "Effective sample size for importance
-    sampling based on discrepancy measures", Martino, Elvira & Louzada 2017).
-
-    Args:
-      log_probs: ``[N, T]`` log π(a_t|s_t).
-      behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t).
-      mask: ``[N, T]`` 1 on real steps, 0 on padding.
-
-    Returns:
-      :class:`WeightDiagnostics`.
-    """
-    _check_shapes(mask, log_probs=log_probs, behavior_log_probs=behavior_log_probs)
-    raw = jnp.where(mask > 0, _sg(log_probs) - _sg(behavior_log_probs), 0.0)
-    bad = (mask > 0) & (jnp.isnan(raw) | (raw == jnp.inf))
-    log_w_t = jnp.cumsum(jnp.where(bad, 0.0, raw), axis=1)
-    return WeightDiagnostics(
-        ess=_ess(log_w_t[:, -1], axis=0),
-        ess_per_step=_ess(log_w_t, axis=0),
-        max_log_weight=jnp.max(log_w_t[:, -1]),
-        num_nonfinite=jnp.sum(bad),
-    )
-
-
-def validate_pg_data(
-    behavior_log_probs: Array,
-    rewards: Array,
-    mask: Array,
-    gamma: float,
-    q_hat: Optional[Array] = None,
-    baseline: Optional[Array] = None,
-    state_weights: Optional[Array] = None,
-    clip: Optional[float] = None,
-    behavior_policy: Optional[Array] = None,
-) -> None:
-    """Host-side checks of the logged data and options of the surrogates (run once, outside jit).
-
-    Args:
-      behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t): finite and ≤ 0 on real steps.
-      rewards: ``[N, T]`` finite.
-      mask: ``[N, T]`` 0/1 prefix of ones per row, not empty.
-      gamma: discount in [0, 1].
-      q_hat, baseline, state_weights: optional ``[N, T]`` finite (state weights ≥ 0).
-      clip: optional positive weight bound.
-      behavior_policy: optional ``[O, A]`` table; a softmax target acts everywhere, so every entry
-        must be positive (coverage).
-
-    Raises:
-      ValueError: naming the argument and what was expected.
-    """
-    m = check_mask(mask, "mask")
-    shape = m.shape
-    real = m > 0
-    for name, x in (("behavior_log_probs", behavior_log_probs), ("rewards", rewards)):
-        if np.shape(x) != shape:
-            raise ValueError(f"{name}: expected shape {list(shape)} (as mask [N, T]), found {list(np.shape(x))}")
-    check_finite(rewards, "rewards")
-    blp = check_log_probs(behavior_log_probs, "behavior_log_probs")
-    if not np.all(np.isfinite(blp[real])):
-        idx = tuple(np.argwhere(real & ~np.isfinite(blp))[0].tolist())
-        raise ValueError(
-            f"behavior_log_probs: zero behaviour probability at logged step {idx}; expected "
-            "finite log-probabilities on real steps"
-        )
-    g = float(np.asarray(gamma))
-    if not 0.0 <= g <= 1.0:
-        raise ValueError(f"gamma: expected a discount in [0, 1], found {gamma}")
-    for name, x in (("q_hat", q_hat), ("baseline", baseline), ("state_weights", state_weights)):
-        if x is None:
-            continue
-        a = np.asarray(x)
-        if name == "baseline" and a.ndim == 0:
-            check_finite(a, name)
-            continue
-        if a.shape != shape:
-            raise ValueError(f"{name}: expected shape {list(shape)} (as mask [N, T]), found {list(a.shape)}")
-        check_finite(a, name)
-        if name == "state_weights" and np.any(a < 0):
-            raise ValueError("state_weights: expected non-negative density ratios")
-    if clip is not None and not (np.isfinite(clip) and clip > 0):
-        raise ValueError(f"clip: expected a positive weight bound or None, found {clip}")
-    if behavior_policy is not None:
-        p = check_finite(behavior_policy, "behavior_policy")
-        if p.ndim != 2 or np.any(p < 0) or np.any(p > 1 + 1e-6):
-            raise ValueError("behavior_policy: expected an [O, A] table of probabilities in [0, 1]")
-        if np.any(p == 0):
-            o, a = np.argwhere(p == 0)[0]
-            raise ValueError(
-                f"behavior_policy: zero behaviour probability at (obs, action) = ({o}, {a}) where "
-                "the softmax target acts; expected π_β(a|o) > 0 everywhere (coverage)"
-            )

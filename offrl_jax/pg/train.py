@@ -1,14 +1,20 @@
-"""Offline policy-gradient learning from a fixed dataset: pure ``init``/``update`` and ``make_train``.
+"""Offline policy-gradient learning from a fixed dataset, in the package's learner convention.
 
-A learner is built from a :class:`~offrl_jax.pg.policies.PolicyFns`, an optax optimiser and a
-surrogate (see :func:`make_surrogate`). ``update`` ascends the surrogate on a batch of
-trajectories (optax minimises ``-surrogate``); ``make_train(...)(key)`` runs ``num_steps``
-updates as one ``lax.scan``, sampling trajectory minibatches inside jit, so
-``jax.jit(jax.vmap(train))(keys)`` trains many seeds in one program.
+A frozen :class:`PGConfig` names the estimator and its hyperparameters; ``make_learner(config,
+policy)`` returns a :class:`~offrl_jax.core.Learner` whose ``run`` ascends the surrogate of
+:func:`make_surrogate` (optax minimises −S, so each step is θ ← θ + optimiser(∇Ĵ)) for
+``num_steps`` steps in one ``lax.scan``, drawing trajectory minibatches inside jit from the key
+in the state; and ``make_train(config, policy)(key, batch) -> TrainResult(state, metrics)`` is
+the whole run, so ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)`` trains many seeds
+in one program. The dataset (a :class:`~offrl_jax.pg.batch.PGBatch`) goes in at call time.
+
+See "Offline Reinforcement Learning: Tutorial, Review, and Perspectives on Open Problems",
+Levine, Kumar, Tucker & Fu 2020, Sec. 3 (importance-sampled offline policy gradients).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
@@ -16,146 +22,135 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from offrl_jax.data import Trajectories
+from offrl_jax.core.diagnostics import weight_diagnostics
+from offrl_jax.core.learner import Learner, TrainResult, config_field, train_from_learner
+from offrl_jax.core.validation import (
+    check_choice,
+    check_positive_float,
+    check_positive_int,
+    validate_gamma,
+)
+from offrl_jax.core.weights import log_importance_ratios
+from offrl_jax.pg.batch import PGBatch
 from offrl_jax.pg.estimators import (
     first_order_surrogate,
     per_decision_surrogate,
     returns_to_go,
     state_marginal_surrogate,
     trajectory_surrogate,
-    weight_diagnostics,
 )
-from offrl_jax.pg.policies import PolicyFns
+from offrl_jax.policies import PolicyFns
 
 Array = Any
 
 __all__ = [
     "ESTIMATORS",
-    "PGBatch",
+    "OPTIMIZERS",
+    "PGConfig",
     "PGState",
     "PGMetrics",
-    "Learner",
     "make_surrogate",
     "make_learner",
     "make_train",
-    "pg_batch",
-    "run_steps",
 ]
 
 ESTIMATORS = ("trajectory", "trajectory_rtg", "per_decision", "first_order", "state_marginal")
+OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
 
 
 @struct.dataclass
-class PGBatch:
-    """Logged trajectories for policy-gradient learning, all ``[N, T]`` (padded, with ``mask``).
+class PGConfig:
+    """Hyperparameters of an offline policy-gradient run (frozen, static, validated on the host).
 
     Attributes:
-      observations: ``[N, T, ...]`` inputs of the policy.
-      actions: ``[N, T]`` logged integer actions.
-      rewards: ``[N, T]`` r_t.
-      mask: ``[N, T]`` 1 on real steps, 0 on padding.
-      behavior_log_probs: ``[N, T]`` log π_β(a_t|s_t).
-      q_hat: optional ``[N, T]`` fitted Q̂(s_t, a_t) (else the reward-to-go is used where a Q̂
-        is needed).
-      baseline: optional ``[N, T]`` b_t.
-      state_weights: optional ``[N, T]`` ŵ(s_t) for the state-marginal estimator.
-    """
-
-    observations: Array
-    actions: Array
-    rewards: Array
-    mask: Array
-    behavior_log_probs: Array
-    q_hat: Optional[Array] = None
-    baseline: Optional[Array] = None
-    state_weights: Optional[Array] = None
-
-
-def pg_batch(data: Trajectories, **extras: Optional[Array]) -> PGBatch:
-    """Builds a :class:`PGBatch` from validated :class:`~offrl_jax.data.Trajectories`.
-
-    Args:
-      data: trajectories with ``behavior_log_probs``.
-      **extras: optional ``q_hat``, ``baseline``, ``state_weights`` arrays ``[N, T]``.
+      estimator: one of :data:`ESTIMATORS`: ``trajectory`` / ``trajectory_rtg``
+        (:func:`~offrl_jax.pg.trajectory_surrogate`, full return / causal reward-to-go),
+        ``per_decision`` (:func:`~offrl_jax.pg.per_decision_surrogate`, with ``batch.q_hat`` as
+        critic if present), ``first_order`` (:func:`~offrl_jax.pg.first_order_surrogate` with
+        ``batch.q_hat`` or the reward-to-go), ``state_marginal``
+        (:func:`~offrl_jax.pg.state_marginal_surrogate` with ``batch.state_weights``).
+      gamma: discount γ in [0, 1].
+      learning_rate: step size of the named optimiser.
+      optimizer: one of :data:`OPTIMIZERS` (``adam``, ``adamw``, ``sgd``, ``rmsprop``).
+      num_steps: updates run by ``make_train``'s ``train``.
+      batch_size: trajectories per update, drawn with replacement inside jit; ``None`` = all.
+      max_log_weight: optional bound on the log importance weights (truncated IS).
+      self_normalize: self-normalise the weights over trajectories.
+      discount_states: weight step t by γ^t (``first_order`` and ``state_marginal`` only; the
+        other estimators always discount).
 
     Raises:
-      ValueError: if ``behavior_log_probs`` is missing or an extra is unknown.
+      ValueError: naming the field, for a value out of range.
     """
-    if data.behavior_log_probs is None:
-        raise ValueError("data.behavior_log_probs: required for importance weights; found None")
-    unknown = set(extras) - {"q_hat", "baseline", "state_weights"}
-    if unknown:
-        raise ValueError(f"extras: unknown fields {sorted(unknown)}; expected q_hat, baseline, state_weights")
-    return PGBatch(
-        observations=data.observations,
-        actions=data.actions,
-        rewards=data.rewards,
-        mask=data.mask,
-        behavior_log_probs=data.behavior_log_probs,
-        **{k: None if v is None else jnp.asarray(v, data.rewards.dtype) for k, v in extras.items()},
-    )
+
+    estimator: str = config_field("per_decision")
+    gamma: float = config_field(0.99)
+    learning_rate: float = config_field(1e-2)
+    optimizer: str = config_field("adam")
+    num_steps: int = config_field(100)
+    batch_size: Optional[int] = config_field(None)
+    max_log_weight: Optional[float] = config_field(None)
+    self_normalize: bool = config_field(False)
+    discount_states: bool = config_field(True)
+
+    def __post_init__(self):
+        check_choice(self.estimator, "estimator", ESTIMATORS)
+        validate_gamma(self.gamma)
+        check_positive_float(self.learning_rate, "learning_rate")
+        check_choice(self.optimizer, "optimizer", tuple(OPTIMIZERS))
+        check_positive_int(self.num_steps, "num_steps")
+        check_positive_int(self.batch_size, "batch_size", allow_none=True)
+        mlw = self.max_log_weight
+        if mlw is not None and (
+            isinstance(mlw, bool) or not isinstance(mlw, (int, float)) or not math.isfinite(mlw)
+        ):
+            raise ValueError(f"max_log_weight: expected a finite log weight bound or None, found {mlw!r}")
+        check_choice(self.self_normalize, "self_normalize", (True, False))
+        check_choice(self.discount_states, "discount_states", (True, False))
+        if not self.discount_states and self.estimator not in ("first_order", "state_marginal"):
+            raise ValueError(
+                f"discount_states: only first_order and state_marginal accept False; "
+                f"estimator {self.estimator!r} always discounts"
+            )
 
 
-def make_surrogate(estimator: str, gamma: float, **options: Any) -> Callable[[Array, PGBatch], Array]:
-    """Returns ``surrogate(log_probs, batch) -> scalar`` for one of :data:`ESTIMATORS`.
+def make_surrogate(config: PGConfig) -> Callable[[Array, PGBatch], Array]:
+    """``surrogate(target_log_probs [N, T], batch) -> scalar`` of the config's estimator.
 
-    * ``trajectory`` / ``trajectory_rtg``: :func:`~offrl_jax.pg.estimators.trajectory_surrogate`
-      (full return / causal reward-to-go).
-    * ``per_decision``: :func:`~offrl_jax.pg.estimators.per_decision_surrogate` (uses
-      ``batch.q_hat`` as the critic if present).
-    * ``first_order``: :func:`~offrl_jax.pg.estimators.first_order_surrogate` with
-      ``batch.q_hat`` or the reward-to-go.
-    * ``state_marginal``: :func:`~offrl_jax.pg.estimators.state_marginal_surrogate` with
-      ``batch.state_weights``.
-
-    Args:
-      estimator: the estimator name.
-      gamma: discount γ.
-      **options: keyword options of the estimator (``clip``, ``self_normalize``,
-        ``discount_states``).
-
-    Raises:
-      ValueError: for an unknown estimator name.
+    ``jax.grad`` of the surrogate with respect to the policy parameters (through
+    ``target_log_probs``) is the gradient estimate ∇Ĵ; its value is the matching off-policy
+    value estimate. See :class:`PGConfig` for the estimator names.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator: expected one of {ESTIMATORS}, found {estimator!r}")
-    allowed = {"clip", "self_normalize"} | (
-        {"discount_states"} if estimator in ("first_order", "state_marginal") else set()
-    )
-    unknown = set(options) - allowed
-    if unknown:
-        raise ValueError(f"options: {sorted(unknown)} not accepted by {estimator!r}; expected some of {sorted(allowed)}")
-    clip = options.get("clip")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip: expected a positive weight bound or None, found {clip}")
-    if not 0.0 <= float(gamma) <= 1.0:
-        raise ValueError(f"gamma: expected a discount in [0, 1], found {gamma}")
+    opts = {"max_log_weight": config.max_log_weight, "self_normalize": config.self_normalize}
+    gamma, name = config.gamma, config.estimator
+    if name in ("first_order", "state_marginal"):
+        opts["discount_states"] = config.discount_states
 
-    def surrogate(log_probs: Array, batch: PGBatch) -> Array:
-        args = (log_probs, batch.behavior_log_probs)
-        if estimator in ("trajectory", "trajectory_rtg"):
+    def surrogate(target_log_probs: Array, batch: PGBatch) -> Array:
+        args = (target_log_probs, batch.behavior_log_probs)
+        if name in ("trajectory", "trajectory_rtg"):
             return trajectory_surrogate(
                 *args, batch.rewards, batch.mask, gamma, baseline=batch.baseline,
-                reward_to_go=estimator == "trajectory_rtg", **options,
+                reward_to_go=name == "trajectory_rtg", **opts,
             )
-        if estimator == "per_decision":
+        if name == "per_decision":
             return per_decision_surrogate(
-                *args, batch.rewards, batch.mask, gamma, q_hat=batch.q_hat, baseline=batch.baseline, **options
+                *args, batch.rewards, batch.mask, gamma, q_hat=batch.q_hat, baseline=batch.baseline, **opts
             )
         q_hat = batch.q_hat if batch.q_hat is not None else returns_to_go(batch.rewards, batch.mask, gamma)
-        if estimator == "first_order":
-            return first_order_surrogate(*args, q_hat, batch.mask, gamma, baseline=batch.baseline, **options)
+        if name == "first_order":
+            return first_order_surrogate(*args, q_hat, batch.mask, gamma, baseline=batch.baseline, **opts)
         if batch.state_weights is None:
-            raise ValueError("batch.state_weights: the state_marginal estimator needs state weights ŵ(s_t)")
+            raise ValueError("state_weights: the state_marginal estimator needs [N, T] state weights ŵ(s_t)")
         return state_marginal_surrogate(
-            *args, q_hat, batch.state_weights, batch.mask, gamma, baseline=batch.baseline, **options
+            *args, q_hat, batch.state_weights, batch.mask, gamma, baseline=batch.baseline, **opts
         )
 
     return surrogate
 
 
 class PGState(struct.PyTreeNode):
-    """Learner state: policy parameters, optimiser state, step count and PRNG key data."""
+    """Learner state: policy parameters, optimiser state, step count and the run's PRNG key."""
 
     params: Any
     opt_state: Any
@@ -164,79 +159,33 @@ class PGState(struct.PyTreeNode):
 
 
 class PGMetrics(NamedTuple):
-    """Per-update metrics (stacked over steps by :func:`make_train`).
+    """Per-update metrics, each ``[num_steps]`` after ``run``.
 
     Attributes:
-      estimate: the surrogate's value (the matching off-policy value estimate) before the update.
-      grad_norm: global L2 norm of the gradient estimate.
-      ess: effective sample size of the trajectory weights of the batch.
-      min_ess_per_step: smallest per-step ESS of the per-decision weights.
-      num_nonfinite: count of NaN/+inf log-ratios or non-finite gradients (0 when healthy).
+      estimate: the surrogate's value Ĵ (the matching off-policy value estimate) before the update.
+      loss: −estimate, the minimised objective.
+      grad_norm: global L2 norm of the gradient estimate ∇Ĵ.
+      ess: effective sample size of the minibatch's trajectory weights
+        (:func:`offrl_jax.core.weight_diagnostics`).
+      min_ess_per_step: smallest per-step ESS of the per-decision weights w_{0:t}.
+      num_nonfinite: count of NaN/+inf log-ratios plus 1 for a non-finite gradient (0 when
+        healthy); a non-finite gradient skips the update.
     """
 
     estimate: Array
+    loss: Array
     grad_norm: Array
     ess: Array
     min_ess_per_step: Array
     num_nonfinite: Array
 
 
-class Learner(NamedTuple):
-    """``init(key) -> PGState`` and ``update(state, batch) -> (state, PGMetrics)``."""
-
-    init: Callable[[Array], PGState]
-    update: Callable[[PGState, PGBatch], tuple]
-
-
-def make_learner(
-    policy: PolicyFns,
-    optimizer: optax.GradientTransformation,
-    surrogate: Callable[[Array, PGBatch], Array],
-) -> Learner:
-    """Pure policy-gradient learner: one optimiser step up the surrogate per ``update``.
-
-    The update applies ``optimizer`` to −∇Ĵ (optax minimises), where ∇Ĵ = ``jax.grad`` of
-    ``surrogate(policy.log_prob(params, obs, actions), batch)``. A non-finite gradient skips the
-    step (parameters unchanged) and is counted in ``num_nonfinite``.
-
-    Args:
-      policy: the policy functions.
-      optimizer: an optax transformation (e.g. ``optax.adam(1e-2)``).
-      surrogate: ``(log_probs [N, T], batch) -> scalar``, e.g. from :func:`make_surrogate`.
-
-    Returns:
-      :class:`Learner`.
-    """
-
-    def init(key: Array) -> PGState:
-        k_params, k_state = jax.random.split(key)
-        params = policy.init(k_params)
-        return PGState(params, optimizer.init(params), jnp.asarray(0, jnp.int32), jax.random.key_data(k_state))
-
-    def objective(params: Any, batch: PGBatch) -> Array:
-        return surrogate(policy.log_prob(params, batch.observations, batch.actions), batch)
-
-    def update(state: PGState, batch: PGBatch):
-        value, grads = jax.value_and_grad(objective)(state.params, batch)
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-        neg = jax.tree.map(lambda g: jnp.where(finite, -g, 0.0), grads)
-        updates, opt_state = optimizer.update(neg, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        params = jax.tree.map(lambda new, old: jnp.where(finite, new, old), params, state.params)
-        opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), opt_state, state.opt_state)
-        diag = weight_diagnostics(
-            policy.log_prob(state.params, batch.observations, batch.actions), batch.behavior_log_probs, batch.mask
-        )
-        metrics = PGMetrics(
-            estimate=value,
-            grad_norm=optax.tree.norm(grads),
-            ess=diag.ess,
-            min_ess_per_step=jnp.min(diag.ess_per_step),
-            num_nonfinite=diag.num_nonfinite + jnp.where(finite, 0, 1),
-        )
-        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
-
-    return Learner(init, update)
+def _diagnostics(target_log_probs: Array, behavior_log_probs: Array, mask: Array):
+    """Core weight diagnostics of a batch and the count of NaN/+inf log ratios (set to 0 there)."""
+    lr = log_importance_ratios(target_log_probs, behavior_log_probs, mask)
+    bad = (mask > 0) & (jnp.isnan(lr) | (lr == jnp.inf))
+    diag = weight_diagnostics(jnp.where(bad, 0.0, lr), mask, validate=False)
+    return diag, jnp.sum(bad)
 
 
 def _sample(key: Array, batch: PGBatch, batch_size: Optional[int]) -> PGBatch:
@@ -246,57 +195,73 @@ def _sample(key: Array, batch: PGBatch, batch_size: Optional[int]) -> PGBatch:
     return jax.tree.map(lambda x: x[idx], batch)
 
 
-def run_steps(learner: Learner, state: PGState, batch: PGBatch, num_steps: int, batch_size: Optional[int] = None):
-    """``num_steps`` updates as one ``lax.scan`` (minibatches of trajectories drawn inside).
+def make_learner(
+    config: PGConfig, policy: PolicyFns, optimizer: Optional[optax.GradientTransformation] = None
+) -> Learner:
+    """The offline policy-gradient :class:`~offrl_jax.core.Learner` of ``config``.
+
+    ``init(key, batch)`` draws the policy parameters; ``run(state, batch, num_steps)`` takes
+    ``num_steps`` optimiser steps on −S, S = ``make_surrogate(config)(policy.log_prob(θ, o, a),
+    minibatch)``, as one ``lax.scan``. A non-finite gradient skips the step (parameters and
+    optimiser state unchanged) and is counted in ``num_nonfinite``.
 
     Args:
-      learner: from :func:`make_learner`.
-      state: the current :class:`PGState` (its key drives minibatch sampling).
-      batch: the whole dataset.
-      num_steps: number of updates (static).
-      batch_size: trajectories per update, sampled with replacement; ``None`` uses all.
+      config: :class:`PGConfig`.
+      policy: :class:`~offrl_jax.policies.PolicyFns` (``init``, ``log_prob``, ...).
+      optimizer: optional optax transformation replacing the config's named optimiser (it is
+        not recorded in checkpoints; prefer the config's name and learning rate).
 
     Returns:
-      ``(state, PGMetrics)`` with metrics stacked ``[num_steps]``.
+      :class:`~offrl_jax.core.Learner` with ``num_steps = config.num_steps``.
     """
+    tx = optimizer if optimizer is not None else OPTIMIZERS[config.optimizer](config.learning_rate)
+    surrogate = make_surrogate(config)
 
-    def body(s: PGState, _):
-        key, sub = jax.random.split(jax.random.wrap_key_data(s.key))
-        s = s.replace(key=jax.random.key_data(key))
-        return learner.update(s, _sample(sub, batch, batch_size))
+    def init(key: Array, data: PGBatch) -> PGState:
+        del data
+        k_params, k_run = jax.random.split(key)
+        params = policy.init(k_params)
+        return PGState(params, tx.init(params), jnp.asarray(0, jnp.int32), k_run)
 
-    return jax.lax.scan(body, state, None, length=num_steps)
+    def objective(params: Any, batch: PGBatch):
+        log_probs = policy.log_prob(params, batch.observations, batch.actions)
+        return surrogate(log_probs, batch), jax.lax.stop_gradient(log_probs)
+
+    def update(state: PGState, batch: PGBatch):
+        (value, log_probs), grads = jax.value_and_grad(objective, has_aux=True)(state.params, batch)
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        neg = jax.tree.map(lambda g: jnp.where(finite, -g, 0.0), grads)
+        updates, opt_state = tx.update(neg, state.opt_state, state.params)
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        params = jax.tree.map(keep, optax.apply_updates(state.params, updates), state.params)
+        opt_state = jax.tree.map(keep, opt_state, state.opt_state)
+        diag, num_bad = _diagnostics(log_probs, batch.behavior_log_probs, batch.mask)
+        metrics = PGMetrics(
+            estimate=value,
+            loss=-value,
+            grad_norm=optax.tree.norm(grads),
+            ess=diag.ess,
+            min_ess_per_step=jnp.min(diag.per_step_ess),
+            num_nonfinite=num_bad + jnp.where(finite, 0, 1),
+        )
+        return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+    def run(state: PGState, data: PGBatch, num_steps: int):
+        def body(s: PGState, _):
+            key, sub = jax.random.split(s.key)
+            return update(s.replace(key=key), _sample(sub, data, config.batch_size))
+
+        return jax.lax.scan(body, state, None, length=num_steps)
+
+    return Learner(init, run, config.num_steps)
 
 
 def make_train(
-    policy: PolicyFns,
-    optimizer: optax.GradientTransformation,
-    surrogate: Callable[[Array, PGBatch], Array],
-    batch: PGBatch,
-    num_steps: int,
-    batch_size: Optional[int] = None,
-) -> Callable[[Array], tuple]:
-    """A whole training run as a pure function ``train(key) -> (PGState, PGMetrics)``.
+    config: PGConfig, policy: PolicyFns, optimizer: Optional[optax.GradientTransformation] = None
+) -> Callable[[Array, PGBatch], TrainResult]:
+    """A whole run ``train(key, batch) -> TrainResult(PGState, PGMetrics [num_steps])``.
 
-    Args:
-      policy: the policy functions.
-      optimizer: an optax transformation.
-      surrogate: ``(log_probs, batch) -> scalar``.
-      batch: the fixed dataset.
-      num_steps: number of updates (static).
-      batch_size: trajectories per update, or ``None`` for full-batch updates.
-
-    Returns:
-      ``train(key)``; ``jax.jit(jax.vmap(train))(keys)`` trains many seeds at once.
+    ``core.train_from_learner(make_learner(config, policy, optimizer))``;
+    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)`` trains many seeds at once.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps: expected a positive number of updates, found {num_steps}")
-    if batch_size is not None and batch_size < 1:
-        raise ValueError(f"batch_size: expected a positive int or None, found {batch_size}")
-    learner = make_learner(policy, optimizer, surrogate)
-
-    def train(key: Array):
-        return run_steps(learner, learner.init(key), batch, num_steps, batch_size)
-
-    return train
-
+    return train_from_learner(make_learner(config, policy, optimizer))

@@ -10,18 +10,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from offrl_jax import core
 from offrl_jax.envs import TabularMDP, policy_value, q_values, rollout, state_distributions, state_values
 from offrl_jax.pg import (
+    PGConfig,
     first_order_surrogate,
     per_decision_surrogate,
+    pg_batch,
     returns_to_go,
     state_marginal_surrogate,
-    tabular_softmax,
     tabular_state_weights,
     trajectory_surrogate,
-    validate_pg_data,
-    weight_diagnostics,
 )
+from offrl_jax.pg.batch import _validate_pg_data
+from offrl_jax.policies import tabular_softmax
+from offrl_jax.pg.train import _diagnostics
 
 S, A, H, GAMMA = 4, 3, 4, 0.9
 M, N = 3000, 8  # datasets x trajectories per dataset
@@ -269,17 +272,20 @@ def _ours(kind, theta, clip=None, sn=False, rtg=False, with_q=False, with_base=F
     obs, act, mask, rew, blp, q_hat, base, sw = map(jnp.asarray, _tiny())
     b = base if with_base else None
 
+    # The reference truncates weights at c; ours bounds the log weight by log c.
+    opts = {"max_log_weight": None if clip is None else float(np.log(clip)), "self_normalize": sn}
+
     def f(th):
         lp = POLICY.log_prob(th, obs, act)
         if kind == "trajectory":
-            return trajectory_surrogate(lp, blp, rew, mask, GAMMA, b, reward_to_go=rtg, clip=clip, self_normalize=sn)
+            return trajectory_surrogate(lp, blp, rew, mask, GAMMA, baseline=b, reward_to_go=rtg, **opts)
         if kind == "per_decision":
             return per_decision_surrogate(
-                lp, blp, rew, mask, GAMMA, q_hat=q_hat if with_q else None, baseline=b, clip=clip, self_normalize=sn
+                lp, blp, rew, mask, GAMMA, q_hat=q_hat if with_q else None, baseline=b, **opts
             )
         if kind == "state_marginal":
-            return state_marginal_surrogate(lp, blp, q_hat, sw, mask, GAMMA, b, clip=clip, self_normalize=sn)
-        return first_order_surrogate(lp, blp, q_hat, mask, GAMMA, b, clip=clip, self_normalize=sn)
+            return state_marginal_surrogate(lp, blp, q_hat, sw, mask, GAMMA, baseline=b, **opts)
+        return first_order_surrogate(lp, blp, q_hat, mask, GAMMA, baseline=b, **opts)
 
     return jax.grad(f)(theta)
 
@@ -373,7 +379,7 @@ def test_padding_is_a_no_op():
         fs = [
             lambda th: trajectory_surrogate(lp(th), b, r, m, GAMMA, self_normalize=True),
             lambda th: per_decision_surrogate(lp(th), b, r, m, GAMMA, baseline=bs, self_normalize=True),
-            lambda th: state_marginal_surrogate(lp(th), b, q, w, m, GAMMA, clip=1.5),
+            lambda th: state_marginal_surrogate(lp(th), b, q, w, m, GAMMA, max_log_weight=np.log(1.5)),
             lambda th: first_order_surrogate(lp(th), b, returns_to_go(r, m, GAMMA), m, GAMMA, self_normalize=True),
         ]
         return [jax.grad(f)(THETA) for f in fs]
@@ -392,7 +398,7 @@ def test_jit_equals_nojit_and_vmap_equals_loop():
         def f(th):
             lp = POLICY.log_prob(th, obs, act)
             return (
-                per_decision_surrogate(lp, blp, rew, mask, GAMMA, baseline=base, clip=2.0)
+                per_decision_surrogate(lp, blp, rew, mask, GAMMA, baseline=base, max_log_weight=np.log(2.0))
                 + trajectory_surrogate(lp, blp, rew, mask, GAMMA, self_normalize=True)
                 + state_marginal_surrogate(lp, blp, q_hat, sw, mask, GAMMA)
             )
@@ -415,7 +421,9 @@ def test_float32_stays_float32():
     for f in (
         lambda th: per_decision_surrogate(POLICY.log_prob(th, obs, act), blp, rew, mask, GAMMA),
         lambda th: trajectory_surrogate(POLICY.log_prob(th, obs, act), blp, rew, mask, GAMMA, self_normalize=True),
-        lambda th: first_order_surrogate(POLICY.log_prob(th, obs, act), blp, q_hat, mask, GAMMA, clip=2.0),
+        lambda th: first_order_surrogate(
+            POLICY.log_prob(th, obs, act), blp, q_hat, mask, GAMMA, max_log_weight=float(np.log(2.0))
+        ),
     ):
         value, grad = jax.jit(jax.value_and_grad(f))(th32)
         assert value.dtype == jnp.float32 and grad.dtype == jnp.float32
@@ -432,50 +440,65 @@ def test_zero_target_probability_gives_finite_gradients():
         assert np.all(np.isfinite(np.asarray(grad)[np.isfinite(np.asarray(theta))]))
 
 
-def test_weight_diagnostics():
+def test_weight_diagnostics_from_core():
+    """The learner's diagnostics are core's, on the batch's log ratios; NaN ratios are counted."""
     obs, act, mask, rew, blp, *_ = map(jnp.asarray, _tiny())
-    same = weight_diagnostics(blp, blp, mask)
+    same, n_bad = _diagnostics(blp, blp, mask)
     np.testing.assert_allclose(same.ess, 3.0)
-    np.testing.assert_allclose(same.ess_per_step, np.full(4, 3.0))
-    assert int(same.num_nonfinite) == 0
+    np.testing.assert_allclose(same.per_step_ess, np.full(4, 3.0))
+    assert int(n_bad) == 0
     lp = POLICY.log_prob(THETA, obs, act)
-    d = weight_diagnostics(lp, blp, mask)
+    d, _ = _diagnostics(lp, blp, mask)
+    ref = core.weight_diagnostics(core.log_importance_ratios(lp, blp, mask), mask)
     w = np.exp(np.sum(np.where(np.asarray(mask) > 0, np.asarray(lp) - np.asarray(blp), 0.0), 1))
     np.testing.assert_allclose(d.ess, w.sum() ** 2 / (w**2).sum(), rtol=1e-12)
     np.testing.assert_allclose(d.max_log_weight, np.log(w.max()), rtol=1e-12)
-    bad = weight_diagnostics(lp.at[0, 0].set(jnp.nan), blp, mask)
-    assert int(bad.num_nonfinite) == 1
+    for a, b in zip(d, ref):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    _, n_bad = _diagnostics(lp.at[0, 0].set(jnp.nan), blp, mask)
+    assert int(n_bad) == 1
 
 
 # ----------------------------------------------------------------------------------------------
 # Validation.
 # ----------------------------------------------------------------------------------------------
+def _trajectories(blp, rew, mask):
+    from offrl_jax.data import Trajectories
+
+    z = np.zeros(np.shape(mask), np.int32)
+    return Trajectories(z, z, jnp.asarray(rew), z, jnp.ones(np.shape(mask)), jnp.asarray(mask), jnp.asarray(blp))
+
+
 def test_validation_errors():
     obs, act, mask, rew, blp, q_hat, base, sw = _tiny()
-    validate_pg_data(blp, rew, mask, GAMMA, q_hat=q_hat, baseline=base, state_weights=sw, clip=5.0)
+    data = _trajectories(blp, rew, mask)
+    batch = pg_batch(data, q_hat=q_hat, baseline=base, state_weights=sw)
+    np.testing.assert_array_equal(batch.state_weights, sw)
+    assert pg_batch(batch).q_hat is batch.q_hat  # a PGBatch is checked and kept
+    PGConfig(gamma=GAMMA, max_log_weight=float(np.log(5.0)))
     with pytest.raises(ValueError, match="rewards"):
-        validate_pg_data(blp, rew[:, :3], mask, GAMMA)
+        _validate_pg_data(blp, rew[:, :3], mask)
     with pytest.raises(ValueError, match="rewards"):
-        validate_pg_data(blp, np.where(mask > 0, np.nan, 0.0), mask, GAMMA)
+        pg_batch(_trajectories(blp, np.where(mask > 0, np.nan, 0.0), mask))
     with pytest.raises(ValueError, match="behavior_log_probs"):
-        validate_pg_data(np.where(mask > 0, -np.inf, 0.0), rew, mask, GAMMA)
+        pg_batch(_trajectories(np.where(mask > 0, -np.inf, 0.0), rew, mask))
     with pytest.raises(ValueError, match="behavior_log_probs"):
-        validate_pg_data(blp + 1.0, rew, mask, GAMMA)
+        pg_batch(_trajectories(blp + 1.0, rew, mask))
     with pytest.raises(ValueError, match="mask"):
-        validate_pg_data(blp, rew, mask[:, ::-1], GAMMA)
+        pg_batch(_trajectories(blp, rew, mask[:, ::-1]))
     with pytest.raises(ValueError, match="mask"):
-        validate_pg_data(blp[:0], rew[:0], mask[:0], GAMMA)
+        _validate_pg_data(blp[:0], rew[:0], mask[:0])
     with pytest.raises(ValueError, match="gamma"):
-        validate_pg_data(blp, rew, mask, 1.5)
+        PGConfig(gamma=1.5)
     with pytest.raises(ValueError, match="state_weights"):
-        validate_pg_data(blp, rew, mask, GAMMA, state_weights=-sw)
+        pg_batch(data, state_weights=-sw)
     with pytest.raises(ValueError, match="q_hat"):
-        validate_pg_data(blp, rew, mask, GAMMA, q_hat=q_hat[:2])
-    with pytest.raises(ValueError, match="clip"):
-        validate_pg_data(blp, rew, mask, GAMMA, clip=0.0)
+        pg_batch(data, q_hat=q_hat[:2])
+    with pytest.raises(ValueError, match="max_log_weight"):
+        PGConfig(max_log_weight=float("inf"))
     beta = np.asarray(BETA).copy()
     beta[1] = [1.0, 0.0, 0.0]
     with pytest.raises(ValueError, match="behavior_policy"):
-        validate_pg_data(blp, rew, mask, GAMMA, behavior_policy=beta)
-    with pytest.raises(ValueError, match="clip"):
-        per_decision_surrogate(jnp.asarray(blp), blp, rew, mask, GAMMA, clip=-1.0)
+        _validate_pg_data(blp, rew, mask, behavior_policy=beta)
+    with pytest.raises(ValueError, match="max_log_weight"):
+        per_decision_surrogate(jnp.asarray(blp), blp, rew, mask, GAMMA, max_log_weight=float("nan"))

@@ -9,13 +9,9 @@ import pytest
 
 from offrl_jax.envs import policy_value, rollout
 from offrl_jax.envs.suite import make_problem
-from offrl_jax.pg import (
-    make_surrogate,
-    make_train,
-    mlp_categorical,
-    pg_batch,
-    tabular_softmax,
-)
+from offrl_jax.pg import PGConfig, make_learner, make_train, pg_batch
+from offrl_jax.policies import mlp_categorical, tabular_softmax
+from offrl_jax.trainers import Trainer
 from offrl_jax.trainers.pg import OfflinePGTrainer
 
 
@@ -27,7 +23,7 @@ def _exact_j(problem, policy, params):
 @pytest.mark.parametrize(
     "name,num_episodes,horizon,options,min_gain",
     [
-        ("chain_walk_20", 100, 40, {"clip": 100.0}, 1.5),
+        ("chain_walk_20", 100, 40, {"max_log_weight": float(np.log(100.0))}, 1.5),
         ("gridworld", 512, 25, {"self_normalize": True}, 0.5),
     ],
 )
@@ -36,10 +32,8 @@ def test_training_improves_exact_value_over_behaviour(name, num_episodes, horizo
     problem = make_problem(name, dtype=jnp.float64)
     data = rollout(jax.random.key(0), problem.mdp, problem.behavior, num_episodes, horizon)
     policy = tabular_softmax(*problem.behavior.shape, init_logits=jnp.log(problem.behavior))
-    trainer = OfflinePGTrainer(
-        policy, data, float(problem.mdp.gamma), "per_decision", optax.adam(0.05),
-        chunk_size=200, progress=False, **options,
-    )
+    config = PGConfig(estimator="per_decision", gamma=float(problem.mdp.gamma), learning_rate=0.05, **options)
+    trainer = OfflinePGTrainer(data, policy, config, chunk_size=200, progress=False)
     j_before = _exact_j(problem, policy, trainer.params)
     trainer.fit(200)
     j_after = _exact_j(problem, policy, trainer.params)
@@ -70,9 +64,10 @@ def test_checkpoint_resume_is_exact_and_no_recompilation(small, tmp_path):
 
     policy = base._replace(log_prob=counted_log_prob)
 
+    config = PGConfig(estimator="first_order", gamma=gamma, learning_rate=0.1, batch_size=8, self_normalize=True)
+
     def trainer():
-        return OfflinePGTrainer(policy, data, gamma, "first_order", optax.adam(0.1), batch_size=8, chunk_size=5,
-                                progress=False, self_normalize=True)
+        return OfflinePGTrainer(data, policy, config, chunk_size=5, progress=False)
 
     full = trainer()
     full.fit(10)
@@ -87,47 +82,74 @@ def test_checkpoint_resume_is_exact_and_no_recompilation(small, tmp_path):
     resumed.fit(10)
     np.testing.assert_array_equal(resumed.params, full.params)
     np.testing.assert_array_equal(resumed.history["estimate"], full.history["estimate"])
+    with pytest.raises(ValueError, match="learning_rate"):
+        OfflinePGTrainer(data, policy, config.replace(learning_rate=0.2), progress=False).restore(str(tmp_path / "ckpt"))
 
 
-def test_make_train_mlp_improves_and_vmap_over_seeds_equals_loop(small):
-    """A flax MLP policy trained from behaviour data improves the exact J; vmapped seeds equal a
-    loop over seeds."""
+def test_make_train_mlp_improves_and_vmap_over_seeds_equals_separate_runs(small):
+    """A flax MLP policy trained from behaviour data improves the exact J; 3 vmapped seeds equal
+    3 separate runs; the data go in at call time."""
     problem, data = small
     policy = mlp_categorical(2, num_observations=4, hidden_sizes=(16,), dtype=jnp.float64)
-    train = make_train(
-        policy, optax.adam(0.02), make_surrogate("first_order", float(problem.mdp.gamma), self_normalize=True),
-        pg_batch(data), num_steps=100, batch_size=16,
+    config = PGConfig(
+        estimator="first_order", gamma=float(problem.mdp.gamma), learning_rate=0.02, num_steps=100,
+        batch_size=16, self_normalize=True,
     )
-    keys = jax.random.split(jax.random.key(3), 2)
-    states, metrics = jax.jit(jax.vmap(train))(keys)
-    s1, m1 = jax.jit(train)(keys[1])
-    for a, b in zip(jax.tree.leaves(states.params), jax.tree.leaves(s1.params)):
-        np.testing.assert_allclose(a[1], b, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(metrics.estimate[1], m1.estimate, rtol=1e-10)
-    assert not np.allclose(metrics.estimate[0], metrics.estimate[1])  # minibatches differ by seed
+    train = make_train(config, policy)
+    batch = pg_batch(data)
+    keys = jax.random.split(jax.random.key(3), 3)
+    res = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)
+    one = jax.jit(train)
     j_before = float(policy_value(problem.mdp, problem.behavior))
-    for i in range(2):
-        params = jax.tree.map(lambda x: x[i], states.params)
+    for i in range(3):
+        single = one(keys[i], batch)
+        for a, b in zip(jax.tree.leaves(res.state.params), jax.tree.leaves(single.state.params)):
+            np.testing.assert_allclose(a[i], b, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(res.metrics.estimate[i], single.metrics.estimate, rtol=1e-10)
+        params = jax.tree.map(lambda x: x[i], res.state.params)
         assert _exact_j(problem, policy, params) > j_before + 0.5
-    assert np.all(np.isfinite(metrics.grad_norm))
+    assert not np.allclose(res.metrics.estimate[0], res.metrics.estimate[1])  # minibatches differ by seed
+    assert res.metrics.estimate.shape == (3, 100)
+    np.testing.assert_allclose(res.metrics.loss, -res.metrics.estimate)
+    assert np.all(np.isfinite(res.metrics.grad_norm)) and np.all(res.metrics.ess > 0)
 
 
-def test_trainer_validation(small):
+def test_generic_trainer_runs_the_learner_like_train(small):
+    """``Trainer(pg.make_learner(config, policy), batch)`` in two chunks equals ``make_train``."""
+    problem, data = small
+    policy = tabular_softmax(4, 2)
+    config = PGConfig(estimator="trajectory_rtg", gamma=float(problem.mdp.gamma), num_steps=6, batch_size=8)
+    batch = pg_batch(data)
+    trainer = Trainer(make_learner(config, policy, optax.sgd(0.1)), batch, seed=5, config=config, chunk_size=3,
+                      progress=False).fit(6)
+    res = jax.jit(make_train(config, policy, optax.sgd(0.1)))(jax.random.key(5), batch)
+    np.testing.assert_allclose(trainer.state.params, res.state.params, rtol=1e-12)
+    np.testing.assert_allclose(trainer.history["estimate"], res.metrics.estimate, rtol=1e-12)
+
+
+def test_config_and_trainer_validation(small):
     problem, data = small
     policy = tabular_softmax(4, 2)
     with pytest.raises(ValueError, match="estimator"):
-        OfflinePGTrainer(policy, data, 0.9, "reinforce")
-    with pytest.raises(ValueError, match="options"):
-        OfflinePGTrainer(policy, data, 0.9, "per_decision", discount_states=False)
-    with pytest.raises(ValueError, match="clip"):
-        OfflinePGTrainer(policy, data, 0.9, "per_decision", clip=-1.0)
+        PGConfig(estimator="reinforce")
+    with pytest.raises(ValueError, match="discount_states"):
+        PGConfig(estimator="per_decision", discount_states=False)
+    PGConfig(estimator="first_order", discount_states=False)
+    with pytest.raises(ValueError, match="max_log_weight"):
+        PGConfig(max_log_weight=float("nan"))
     with pytest.raises(ValueError, match="batch_size"):
-        OfflinePGTrainer(policy, data, 0.9, batch_size=0)
+        PGConfig(batch_size=0)
     with pytest.raises(ValueError, match="gamma"):
-        OfflinePGTrainer(policy, data, 1.5)
-    with pytest.raises(ValueError, match="behavior_log_probs"):
-        OfflinePGTrainer(policy, data.replace(behavior_log_probs=None), 0.9)
-    with pytest.raises(ValueError, match="state_weights"):
-        OfflinePGTrainer(policy, data, 0.9, "state_marginal")
+        PGConfig(gamma=1.5)
     with pytest.raises(ValueError, match="num_steps"):
-        make_train(policy, optax.sgd(0.1), make_surrogate("trajectory", 0.9), pg_batch(data), 0)
+        PGConfig(num_steps=0)
+    with pytest.raises(ValueError, match="optimizer"):
+        PGConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="learning_rate"):
+        PGConfig(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="behavior_log_probs"):
+        OfflinePGTrainer(data.replace(behavior_log_probs=None), policy, PGConfig(gamma=0.9))
+    with pytest.raises(ValueError, match="state_weights"):
+        OfflinePGTrainer(data, policy, PGConfig(estimator="state_marginal", gamma=0.9))
+    with pytest.raises(ValueError, match="config"):
+        OfflinePGTrainer(data, policy, {"gamma": 0.9})

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl_jax.pg import categorical_log_prob, mlp_categorical, tabular_softmax
+from offrl_jax.policies import categorical_log_prob, mlp_categorical, tabular_softmax
 
 
 def test_tabular_softmax_log_prob_and_score():
