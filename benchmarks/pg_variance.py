@@ -30,7 +30,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from offrl_jax import policies  # noqa: E402
+from offrl_jax import core, policies  # noqa: E402
 from offrl_jax.envs import policy_value, q_values, rollout, state_distributions, state_values, value_iteration  # noqa: E402
 from offrl_jax.envs.suite import garnet  # noqa: E402
 from offrl_jax.pg import (  # noqa: E402
@@ -38,7 +38,6 @@ from offrl_jax.pg import (  # noqa: E402
     per_decision_surrogate,
     returns_to_go,
     state_marginal_surrogate,
-    tabular_softmax,
     tabular_state_weights,
     trajectory_surrogate,
 )
@@ -61,11 +60,7 @@ ESTIMATORS = (
 )
 
 
-def _ess(log_w):
-    """Per-column ESS over axis 0 of [N, ...] log-weights."""
-    lse1 = jax.nn.logsumexp(log_w, axis=0)
-    lse2 = jax.nn.logsumexp(2 * log_w, axis=0)
-    return jnp.exp(2 * lse1 - lse2)
+_ess = core.effective_sample_size  # per-column ESS over axis 0 of [N, ...] log-weights
 
 
 def make_estimates(mdp, beta, policy, theta, horizon, num_episodes):
@@ -88,19 +83,19 @@ def make_estimates(mdp, beta, policy, theta, horizon, num_episodes):
         b, r, m = tr.behavior_log_probs, tr.rewards, tr.mask
         fs = {
             "trajectory": lambda lp: trajectory_surrogate(lp, b, r, m, GAMMA),
-            "trajectory_rtg": lambda lp: trajectory_surrogate(lp, b, r, m, GAMMA, base, reward_to_go=True),
+            "trajectory_rtg": lambda lp: trajectory_surrogate(lp, b, r, m, GAMMA, baseline=base, reward_to_go=True),
             "per_decision": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA),
-            "per_decision_clip10": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, clip=10.0),
+            "per_decision_clip10": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, max_log_weight=float(np.log(10.0))),
             "per_decision_sn": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, self_normalize=True),
             "per_decision_q": lambda lp: per_decision_surrogate(lp, b, r, m, GAMMA, q_hat=q_hat, baseline=base),
-            "state_marginal_exact": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_exact, m, GAMMA, base),
-            "state_marginal_mis": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_mis, m, GAMMA, base),
-            "first_order_q": lambda lp: first_order_surrogate(lp, b, q_hat, m, GAMMA, base),
+            "state_marginal_exact": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_exact, m, GAMMA, baseline=base),
+            "state_marginal_mis": lambda lp: state_marginal_surrogate(lp, b, q_hat, w_mis, m, GAMMA, baseline=base),
+            "first_order_q": lambda lp: first_order_surrogate(lp, b, q_hat, m, GAMMA, baseline=base),
             "first_order_rtg": lambda lp: first_order_surrogate(lp, b, rtg, m, GAMMA),
         }
         grads = {k: jax.grad(lambda th: f(policy.log_prob(th, tr.observations, tr.actions)))(theta) for k, f in fs.items()}
-        lr = jnp.where(m > 0, policy.log_prob(theta, tr.observations, tr.actions) - b, 0.0)
-        cum = jnp.cumsum(lr, axis=1)
+        lr = core.log_importance_ratios(policy.log_prob(theta, tr.observations, tr.actions), b, m)
+        cum = core.cumulative_log_weights(lr, m)
         ess = {
             "trajectory": _ess(cum[:, -1]),
             "per_decision": jnp.mean(_ess(cum)),
@@ -124,7 +119,7 @@ def main() -> None:
     beta = policies.uniform(S, A, jnp.float64)
     target = policies.mixture(policies.epsilon_greedy(q_star, 0.2), beta, 0.5)
     theta = jnp.log(target)
-    policy = tabular_softmax(S, A)
+    policy = policies.tabular_softmax(S, A)
     rows, timing = [], []
     for horizon in horizons:
         mdp = base_mdp.replace(horizon=horizon)

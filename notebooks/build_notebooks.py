@@ -219,7 +219,7 @@ try:
 except ImportError:
     plt = None
 
-from offrl_jax import mis, ope, pg
+from offrl_jax import mis, ope, pg, policies
 from offrl_jax.envs import occupancy, policy_value, rollout
 from offrl_jax.envs.suite import make_problem, problem_value
 
@@ -331,7 +331,7 @@ if plt is not None:
 
 # %%
 num_obs, num_act = g_mdp.num_observations, g_mdp.num_actions
-policy = pg.tabular_softmax(num_obs, num_act, init_logits=jnp.log(graph.behavior), dtype=jnp.float64)
+policy = policies.tabular_softmax(num_obs, num_act, init_logits=jnp.log(graph.behavior), dtype=jnp.float64)
 theta0 = policy.init(jax.random.key(0))
 all_obs = jnp.arange(num_obs)
 
@@ -371,13 +371,14 @@ results["pg_exact_norm"] = float(jnp.linalg.norm(exact_grad))
 # trustworthy, the offline version of distribution shift.
 
 # %%
-learner = pg.make_learner(policy, optax.adam(0.05), pg.make_surrogate("per_decision", g_gamma))
-train_round = jax.jit(lambda state, batch: pg.run_steps(learner, state, batch, 25))
+config = pg.PGConfig(estimator="per_decision", gamma=g_gamma, learning_rate=0.05, optimizer="adam")
+learner = pg.make_learner(config, policy)                 # init(key, batch), run(state, batch, steps)
+train_round = jax.jit(learner.run, static_argnums=2)
 batch = pg.pg_batch(g_data)
-state = learner.init(jax.random.key(4))
+state = learner.init(jax.random.key(4), batch)
 curve = [(0, float(exact_value(state.params)), float("nan"))]
 for r in range(4):
-    state, metrics = train_round(state, batch)
+    state, metrics = train_round(state, batch, 25)
     curve.append((25 * (r + 1), float(exact_value(state.params)), float(metrics.estimate[-1])))
 for step, exact_j, est in curve:
     print(f"step {step:3d}: exact J(pi_theta) = {exact_j:.3f}   PDIS estimate = {est:.3f}")
