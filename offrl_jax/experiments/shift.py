@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core import is_concrete
 from offrl_jax.data import Transitions
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.tabular import TabularMDP, policy_value, value_iteration
@@ -91,7 +92,7 @@ def _discounted(mdp: TabularMDP) -> TabularMDP:
     """The MDP without its finite horizon: a stationary Q̂ estimates the discounted value."""
     if mdp.horizon is None:
         return mdp
-    if not isinstance(mdp.gamma, jax.core.Tracer) and float(mdp.gamma) >= 1.0:
+    if is_concrete(mdp.gamma) and float(mdp.gamma) >= 1.0:
         raise ValueError("mdp: a stationary Q̂ estimates a discounted value; expected gamma < 1")
     return mdp.replace(horizon=None)
 
@@ -99,7 +100,7 @@ def _discounted(mdp: TabularMDP) -> TabularMDP:
 def _check_table(mdp: TabularMDP, table: Array, name: str) -> None:
     """``phi_table`` is ``[O, A, K]``, ``q_tables`` is ``[I, O, A]``."""
     o, a = mdp.num_observations, mdp.num_actions
-    lead = name == "q_tables"
+    lead = int(name == "q_tables")
     if jnp.ndim(table) != 3 or table.shape[lead : lead + 2] != (o, a):
         want = "[I, O, A]" if lead else "[O, A, K]"
         raise ValueError(f"{name}: expected shape {want} with O = {o}, A = {a}, found {list(jnp.shape(table))}")
