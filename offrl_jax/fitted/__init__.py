@@ -17,7 +17,6 @@ from offrl_jax.fitted.control import FQEValue, controller_probs, fqe_value, time
 from offrl_jax.fitted.horizon import cross_fitted_fqe_terms, time_augmented_policy, time_augmented_transitions
 from offrl_jax.fitted.iteration import FQIResult, fitted_q_iteration
 from offrl_jax.fitted.networks import ContinuousQNetwork, QNetwork, mlp_flops
-from offrl_jax.fitted.shift import ShiftCurves, distribution_shift_curves, tabular_q_table
 from offrl_jax.fitted.targets import (
     fqe_targets,
     fqi_targets,
@@ -85,10 +84,8 @@ __all__ = [
     "fitted_batch",
     "QNetwork",
     "QTrainState",
-    "ShiftCurves",
     "StepMetrics",
     "TrainResult",
-    "distribution_shift_curves",
     "fitted_q_iteration",
     "fqe_targets",
     "fqi_targets",
@@ -112,7 +109,6 @@ __all__ = [
     "sample_batch",
     "sampled_fqe_targets",
     "sampled_next_values",
-    "tabular_q_table",
     "td_targets",
     "train_fitted_q",
     "validate_config",

@@ -14,16 +14,16 @@ from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import jax.scipy.linalg as jsl
 
-from offrl_jax.linear.solvers import _eps_limit, _inverse_norm1, validate_td_inputs
+from offrl_jax.core.validation import check_positive_int
+from offrl_jax.linear.systems import check_td_inputs, factorize
 
 Array = Any
 
-__all__ = ["FQIResult", "linear_fqi"]
+__all__ = ["LinearFQIResult", "linear_fqi"]
 
 
-class FQIResult(NamedTuple):
+class LinearFQIResult(NamedTuple):
     """Result of :func:`linear_fqi`.
 
     Attributes:
@@ -31,7 +31,8 @@ class FQIResult(NamedTuple):
       weights_history: ``[num_iterations + 1, K]`` w_0 .. w_K.
       weight_change: ``[num_iterations]`` ‖w_{k+1} − w_k‖₂.
       ok: bool, the Gram solve was well conditioned and every iterate is finite.
-      condition: estimated 1-norm condition number of ΦᵀΦ + λI (Hager's estimator).
+      condition: estimated 1-norm condition number of the equilibrated ΦᵀWΦ + λI (Hager's
+        estimator, see :func:`~offrl_jax.linear.systems.factorize`).
     """
 
     weights: Array
@@ -43,7 +44,7 @@ class FQIResult(NamedTuple):
 
 def linear_fqi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Array, gamma: Any,
                ridge: Any = 0.0, *, num_iterations: int = 50, initial_weights: Optional[Array] = None,
-               sample_weights: Optional[Array] = None) -> FQIResult:
+               sample_weights: Optional[Array] = None) -> LinearFQIResult:
     """Linear fitted Q iteration: w_{k+1} = (ΦᵀWΦ + λI)⁻¹ ΦᵀW (r + γ D max_a' Φ'_{a'} w_k).
 
     See "Tree-Based Batch Mode Reinforcement Learning", Ernst, Geurts & Wehenkel 2005.
@@ -60,12 +61,11 @@ def linear_fqi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Ar
       sample_weights: optional ``[M]`` non-negative weights W.
 
     Returns:
-      :class:`FQIResult`.
+      :class:`LinearFQIResult`.
     """
-    validate_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
-                       names=("phi_sa", "phi_next_all"), next_rank=3)
-    if int(num_iterations) != num_iterations or num_iterations < 1:
-        raise ValueError(f"num_iterations: expected a positive int, found {num_iterations}")
+    check_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
+                    names=("phi_sa", "phi_next_all"), next_rank=3)
+    check_positive_int(num_iterations, "num_iterations")
     m, k = phi_sa.shape
     dt = phi_sa.dtype
     if initial_weights is not None and jnp.shape(initial_weights) != (k,):
@@ -73,27 +73,16 @@ def linear_fqi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Ar
     w0 = jnp.zeros((k,), dt) if initial_weights is None else jnp.asarray(initial_weights, dt)
     sw = jnp.ones((m,), dt) if sample_weights is None else sample_weights.astype(dt)
     wphi = sw[:, None] * phi_sa
-    mat = wphi.T @ phi_sa + jnp.asarray(ridge, dt) * jnp.eye(k, dtype=dt)
-    factor = jsl.cho_factor(mat, lower=True)
-    chol_solve = lambda v: jsl.cho_solve(factor, v)  # noqa: E731
-    cond = jnp.max(jnp.sum(jnp.abs(mat), 0)) * _inverse_norm1(chol_solve, chol_solve, k, dt)
-    solve_ok = jnp.all(jnp.isfinite(factor[0])) & jnp.isfinite(cond) & (cond < _eps_limit(dt))
-    g = jnp.asarray(gamma, dt)
-    disc = discounts.astype(dt)
+    gram = factorize(wphi.T @ phi_sa, ridge, method="cholesky")  # factored once for every iteration
+    g, disc = jnp.asarray(gamma, dt), discounts.astype(dt)
 
     def step(w, _):
         target = rewards.astype(dt) + g * disc * jnp.max(phi_next_all @ w, axis=-1)
-        w_new = jsl.cho_solve(factor, wphi.T @ jax.lax.stop_gradient(target))
+        w_new = gram.solve(wphi.T @ jax.lax.stop_gradient(target))
         return w_new, (w_new, jnp.linalg.norm(w_new - w))
 
     w, (ws, change) = jax.lax.scan(step, w0, None, length=int(num_iterations))
-    ok = solve_ok & jnp.all(jnp.isfinite(ws))
+    ok = gram.ok & jnp.all(jnp.isfinite(ws))
     history = jnp.concatenate([w0[None], ws], axis=0)
     nan = jnp.asarray(jnp.nan, dt)
-    return FQIResult(
-        weights=jnp.where(ok, w, nan),
-        weights_history=jnp.where(ok, history, nan),
-        weight_change=change,
-        ok=ok,
-        condition=jnp.where(jnp.isfinite(cond), cond, jnp.inf),
-    )
+    return LinearFQIResult(jnp.where(ok, w, nan), jnp.where(ok, history, nan), change, ok, gram.condition)

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.linear.solvers import _accumulate, _check_chunk, _td_block, solve, validate_td_inputs
+from offrl_jax.core.validation import check_positive_int, is_concrete
+from offrl_jax.linear.systems import accumulate_td_system, check_td_inputs, solve
 
 Array = Any
 
@@ -90,79 +91,77 @@ def lspi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Array, g
     Returns:
       :class:`LSPIResult`.
     """
-    validate_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
-                       names=("phi_sa", "phi_next_all"), next_rank=3)
-    if int(max_iterations) != max_iterations or max_iterations < 1:
-        raise ValueError(f"max_iterations: expected a positive int, found {max_iterations}")
-    if not isinstance(epsilon, jax.core.Tracer) and not (np.isfinite(epsilon) and epsilon >= 0):
-        raise ValueError(f"epsilon: expected a finite tolerance >= 0, found {epsilon}")
-    _check_chunk(chunk_size)
-    m, k = phi_sa.shape
-    dt = phi_sa.dtype
-    if initial_weights is not None and jnp.shape(initial_weights) != (k,):
-        raise ValueError(f"initial_weights: expected shape [K] = [{k}], found {list(jnp.shape(initial_weights))}")
-    if state_features is not None and (jnp.ndim(state_features) != 3 or state_features.shape[1:] != phi_next_all.shape[1:]):
-        raise ValueError(
-            f"state_features: expected shape [P, A, K] = [P, {phi_next_all.shape[1]}, {k}], found {list(jnp.shape(state_features))}"
-        )
-    n_it = int(max_iterations)
+    _check_lspi_args(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, max_iterations, epsilon,
+                     initial_weights, sample_weights, state_features, chunk_size)
+    n_it, (k, dt) = int(max_iterations), (phi_sa.shape[1], phi_sa.dtype)
     w0 = jnp.zeros((k,), dt) if initial_weights is None else jnp.asarray(initial_weights, dt)
-    sw = jnp.ones((m,), dt) if sample_weights is None else sample_weights
-    probe = phi_next_all if state_features is None else state_features.astype(dt)
-    p_rec = 0 if state_features is None else state_features.shape[0]
+    recorded = None if state_features is None else state_features.astype(dt)
+    probe = phi_next_all if recorded is None else recorded
 
-    def evaluate(w):
+    def evaluate(w):  # LSTDQ of the greedy policy of w
         a_next = greedy_actions(phi_next_all, w)
         phi_pi = jnp.take_along_axis(phi_next_all, a_next[:, None, None], axis=1)[:, 0]
-
-        def block(d, valid):
-            p, pn, r, disc, wb = d
-            return _td_block(p, pn, r, disc, wb * valid, gamma)
-
-        system = _accumulate(block, (phi_sa, phi_pi, rewards, discounts, sw), chunk_size, dt)
+        system = accumulate_td_system(phi_sa, phi_pi, rewards, discounts, gamma, sample_weights, chunk_size)
         return solve(system.a, system.b, ridge)
 
     def cond(c):
-        it, _, change, _, _ = c[:5]
-        return (it < n_it) & (change > epsilon)
+        it, _, change, _, _ = c
+        return (it < n_it) & (change > epsilon)  # a failed solve (NaN weights) stops: NaN > ε is False
 
     def body(c):
         it, w, _, ok, hist = c
         res = evaluate(w)
         change = jnp.linalg.norm(res.weights - w)
         changed = jnp.sum(greedy_actions(probe, res.weights) != greedy_actions(probe, w))
-        later = (jnp.arange(n_it + 1) > it)[:, None]
-        greedy = hist["greedy"]
-        if p_rec:
-            greedy = jnp.where(later, greedy_actions(state_features.astype(dt), res.weights)[None, :], greedy)
-        hist = dict(
-            weights=jnp.where(later, res.weights[None, :], hist["weights"]),
-            change=hist["change"].at[it].set(change),
-            policy=hist["policy"].at[it].set(changed.astype(jnp.int32)),
-            greedy=greedy,
-            cond=hist["cond"].at[it].set(res.condition),
-        )
-        # A failed solve (NaN weights) stops the loop: NaN > epsilon is False.
+        hist = _record(hist, it, res, change, changed, recorded)
         return it + 1, res.weights, change, ok & res.ok, hist
 
-    g0 = greedy_actions(state_features.astype(dt), w0) if p_rec else jnp.zeros((0,), jnp.int32)
-    hist0 = dict(
+    init = (jnp.asarray(0, jnp.int32), w0, jnp.asarray(jnp.inf, dt), jnp.asarray(True), _history(w0, n_it, recorded))
+    it, w, change, ok, hist = jax.lax.while_loop(cond, body, init)
+    return LSPIResult(w, it, change <= epsilon, ok, hist["weights"], hist["change"], hist["policy"],
+                      hist["greedy"], hist["cond"])
+
+
+def _check_lspi_args(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, max_iterations, epsilon,
+                     initial_weights, sample_weights, state_features, chunk_size) -> None:
+    check_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
+                    names=("phi_sa", "phi_next_all"), next_rank=3, chunk_size=chunk_size)
+    check_positive_int(max_iterations, "max_iterations")
+    if is_concrete(epsilon) and not (np.isfinite(epsilon) and epsilon >= 0):
+        raise ValueError(f"epsilon: expected a finite tolerance >= 0, found {epsilon}")
+    k = phi_sa.shape[1]
+    if initial_weights is not None and jnp.shape(initial_weights) != (k,):
+        raise ValueError(f"initial_weights: expected shape [K] = [{k}], found {list(jnp.shape(initial_weights))}")
+    if state_features is not None and (jnp.ndim(state_features) != 3 or state_features.shape[1:] != phi_next_all.shape[1:]):
+        raise ValueError(
+            f"state_features: expected shape [P, A, K] = [P, {phi_next_all.shape[1]}, {k}], "
+            f"found {list(jnp.shape(state_features))}"
+        )
+
+
+def _history(w0: Array, n_it: int, recorded: Optional[Array]) -> dict:
+    """Fixed-size per-iteration history before the first evaluation."""
+    dt, k = w0.dtype, w0.shape[0]
+    g0 = jnp.zeros((0,), jnp.int32) if recorded is None else greedy_actions(recorded, w0)
+    return dict(
         weights=jnp.broadcast_to(w0, (n_it + 1, k)),
         change=jnp.full((n_it,), jnp.nan, dt),
         policy=jnp.full((n_it,), -1, jnp.int32),
-        greedy=jnp.broadcast_to(g0.astype(jnp.int32), (n_it + 1, p_rec)),
+        greedy=jnp.broadcast_to(g0, (n_it + 1, g0.shape[0])),
         cond=jnp.full((n_it,), jnp.nan, dt),
     )
-    init = (jnp.asarray(0, jnp.int32), w0, jnp.asarray(jnp.inf, dt), jnp.asarray(True), hist0)
-    it, w, change, ok, hist = jax.lax.while_loop(cond, body, init)
-    return LSPIResult(
-        weights=w,
-        iterations=it,
-        converged=change <= epsilon,
-        ok=ok,
-        weights_history=hist["weights"],
-        weight_change=hist["change"],
-        policy_changes=hist["policy"],
-        greedy_history=hist["greedy"],
-        condition=hist["cond"],
+
+
+def _record(hist: dict, it: Array, res: Any, change: Array, changed: Array, recorded: Optional[Array]) -> dict:
+    """Writes evaluation ``it``: rows past ``it`` of weights/greedy take the new iterate."""
+    later = (jnp.arange(hist["weights"].shape[0]) > it)[:, None]
+    greedy = hist["greedy"]
+    if recorded is not None:
+        greedy = jnp.where(later, greedy_actions(recorded, res.weights)[None, :], greedy)
+    return dict(
+        weights=jnp.where(later, res.weights[None, :], hist["weights"]),
+        change=hist["change"].at[it].set(change),
+        policy=hist["policy"].at[it].set(changed.astype(jnp.int32)),
+        greedy=greedy,
+        cond=hist["cond"].at[it].set(res.condition),
     )

@@ -5,15 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl_jax.envs import policy_value, q_values, value_iteration
+from offrl_jax.envs import q_values, value_iteration
+from offrl_jax.experiments.shift import tabular_q_table
 from offrl_jax.fitted import (
     FittedQConfig,
-    distribution_shift_curves,
     fitted_q_iteration,
     q_network,
-    tabular_q_table,
 )
-from offrl_jax.policies import greedy
 
 # One-hot linear Q (with bias), full-batch gradient descent. Per action the Hessian of the
 # loss has eigenvalues 2/M, 14/M (and 0 along the W/b shift that leaves Q unchanged), so step
@@ -76,24 +74,3 @@ def test_bad_iteration_args(garnet_data):
         fitted_q_iteration(jax.random.key(0), ds, CFG, 0)
     with pytest.raises(ValueError, match="policy"):
         fitted_q_iteration(jax.random.key(0), ds, CFG.replace(method="fqe"), 3)
-
-
-def test_shift_curves_exact_on_covered_data(garnet_data):
-    mdp, ds, _ = garnet_data
-    curves = distribution_shift_curves(jax.random.key(0), ds, mdp, CFG.replace(num_steps=100), 30)
-    q = np.asarray(curves.q_tables)
-    d0 = np.asarray(mdp.initial)
-    for k in (0, 5, 29):
-        np.testing.assert_allclose(curves.predicted[k], d0 @ q[k].max(-1), rtol=1e-10)
-        np.testing.assert_allclose(curves.actual[k], policy_value(mdp, greedy(jnp.asarray(q[k]))), rtol=1e-10)
-    # full coverage: the greedy policy becomes optimal and its prediction meets the truth
-    np.testing.assert_allclose(curves.actual[-1], curves.optimal, atol=1e-8)
-    np.testing.assert_allclose(curves.predicted[-1], curves.optimal, atol=0.9**30 * 30)
-
-
-def test_shift_curves_validation(garnet_data):
-    mdp, ds, _ = garnet_data
-    with pytest.raises(ValueError, match="method"):
-        distribution_shift_curves(jax.random.key(0), ds, mdp, CFG.replace(method="fqe"), 3)
-    with pytest.raises(ValueError, match="gamma"):
-        distribution_shift_curves(jax.random.key(0), ds, mdp, CFG.replace(gamma=0.5), 3)

@@ -84,25 +84,3 @@ def _chain_walk(num_states=20, p=0.9, gamma=0.9, reward_states=(0, 19)):
 @pytest.fixture
 def chain_walk():
     return _chain_walk
-
-
-def _cost_chain(num_states=6, gamma=0.9):
-    """Walk right to a terminal goal: reward -1 per step, actions 0 = L, 1 = R (p = 0.9), start 0."""
-    s = num_states
-    p = np.zeros((s, 2, s))
-    for i in range(s - 1):
-        p[i, 0, max(i - 1, 0)] += 0.9
-        p[i, 0, i + 1] += 0.1
-        p[i, 1, i + 1] += 0.9
-        p[i, 1, max(i - 1, 0)] += 0.1
-    p[-1, :, -1] = 1.0
-    r = -np.ones((s, 2))
-    r[-1] = 0.0
-    term = np.zeros(s, bool)
-    term[-1] = True
-    return TabularMDP.create(p, r, np.eye(s)[0], gamma, terminal=term, dtype=jnp.float64)
-
-
-@pytest.fixture
-def cost_chain():
-    return _cost_chain

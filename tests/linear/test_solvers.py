@@ -7,6 +7,7 @@ import pytest
 
 from offrl_jax import linear as L
 from offrl_jax.envs import q_values, rollout, state_values
+from offrl_jax.linear.systems import factorize
 
 # Jitted once per module (value checks run eagerly in the validation tests below).
 _STATIC = ("chunk_size", "return_info")
@@ -217,6 +218,19 @@ def test_solve_condition_number_and_cholesky():
         assert float(res.condition) == pytest.approx(want, rel=1e-10)
     assert not bool(L.solve(jnp.asarray([[1.0, 1.0], [1.0, 1.0]]), b, method="cholesky").ok)
     assert not bool(L.solve(jnp.asarray([[1.0, 2.0], [1.0, 2.0]]), b).ok)
+
+
+def test_factorization_is_reused_and_matches_solve():
+    """One factorisation serves many right-hand sides (linear FQI) and agrees with solve()."""
+    phi, phi_next, r, d, w = _random_system(9)
+    a = phi.T @ (w[:, None] * phi)
+    fac = factorize(a, 0.3, method="cholesky")
+    for rhs in (phi.T @ r, phi.T @ phi_next):
+        ref = L.solve(a, rhs, 0.3, method="cholesky")
+        np.testing.assert_allclose(fac.solve(rhs), ref.weights, rtol=1e-10)
+        np.testing.assert_allclose(fac.solve(rhs), jnp.linalg.solve(a + 0.3 * jnp.eye(6), rhs), rtol=1e-10)
+        assert bool(fac.ok) and float(fac.condition) == pytest.approx(float(ref.condition), rel=1e-12)
+    assert not bool(factorize(jnp.zeros((3, 3)), method="cholesky").ok)
 
 
 def test_float32_stays_float32():
