@@ -31,6 +31,13 @@ from offrl_jax.envs.lqr import (
     sample_lqr_transitions,
     lqr_returns,
 )
+from offrl_jax.envs.ratios import (
+    ExactRatios,
+    exact_ratios,
+    exact_time_ratios,
+    logged_distribution,
+    stationary_distribution,
+)
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite import PROBLEMS, Problem, make_problem, problem_value
 from offrl_jax.envs.tabular import (
@@ -71,6 +78,11 @@ __all__ = [
     "monte_carlo_value",
     "threshold_policy",
     "validate_control_args",
+    "ExactRatios",
+    "exact_ratios",
+    "exact_time_ratios",
+    "logged_distribution",
+    "stationary_distribution",
     "PROBLEMS",
     "Problem",
     "estimate_mdp",

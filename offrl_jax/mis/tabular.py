@@ -1,22 +1,19 @@
 """Tabular marginalised importance sampling: state-action density ratios w = d^pi / d^D.
 
-Two routes to the ratio w(s, a) = d^pi(s, a) / d^D(s, a):
+The ratio w(s, a) = d^pi(s, a) / d^D(s, a) is estimated from counts: :func:`tabular_ratios`
+solves the empirical Bellman-flow equations (the GenDICE form)
 
-* **Exact**, from the model: :func:`exact_ratios` divides a target distribution (the normalised
-  discounted occupancy :func:`offrl_jax.envs.occupancy`, or :func:`stationary_distribution` for
-  the average-reward case) by the data distribution (:func:`logged_distribution` for data logged
-  by rollouts of a fixed length, or the behaviour occupancy).
-* **Estimated**, from counts: :func:`tabular_ratios` solves the empirical Bellman-flow
-  equations (the GenDICE form)
+    d^D(s', a') w(s', a') = (1 - gamma) mu0(s') pi(a'|s')
+                            + gamma pi(a'|s') sum_{s,a} P(s'|s,a) d^D(s,a) w(s,a),
 
-      d^D(s', a') w(s', a') = (1 - gamma) mu0(s') pi(a'|s')
-                              + gamma pi(a'|s') sum_{s,a} P(s'|s,a) d^D(s,a) w(s,a),
-
-  which in counts reads (diag(n) - gamma Pbar^T) w = (1 - gamma) M dbar0, with n(s, a) the visit
-  counts over M logged transitions, Pbar[(s,a),(s',a')] = sum_m 1[s_m=s, a_m=a, s'_m=s'] pi(a'|s')
-  (transitions with discount 0 carry no flow) and dbar0 = mu0_hat pi from the initial states.
-  :func:`tabular_average_ratios` is the average-reward limit gamma -> 1, where the flow equation
-  is homogeneous and the normalisation E_D[w] = 1 pins the solution.
+which in counts reads (diag(n) - gamma Pbar^T) w = (1 - gamma) M dbar0, with n(s, a) the visit
+counts over M logged transitions, Pbar[(s,a),(s',a')] = sum_m 1[s_m=s, a_m=a, s'_m=s'] pi(a'|s')
+(transitions with discount 0 carry no flow) and dbar0 = mu0_hat pi from the initial states.
+:func:`tabular_average_ratios` is the average-reward limit gamma -> 1, where the flow equation
+is homogeneous and the normalisation E_D[w] = 1 pins the solution. :func:`tabular_mis` runs
+counts, solve and estimate on a :class:`~offrl_jax.data.Trajectories` or
+:class:`~offrl_jax.data.Transitions` container, validated on the host. The exact ratios of the
+model (the ground truth) are in :mod:`offrl_jax.envs.ratios`.
 
 The solution equals the certainty-equivalence model estimate: d_hat^pi = n w / M is the occupancy
 of pi in the empirical MDP, so J_hat = (1 / (1 - gamma)) mean_m w(s_m, a_m) r_m is the value of pi
@@ -29,8 +26,9 @@ were never logged are reported in ``unsupported`` with the target mass they woul
 (``unsupported_mass``), instead of dividing by zero.
 
 All cores are pure and jit/vmap-safe; sizes come from the ``target_policy`` shape ``[S, A]``
-(static). Host-side checks live in :func:`validate_tabular_inputs` and the container wrappers of
-:mod:`offrl_jax.mis.estimators`.
+(static). Argument order: the transition arrays (``states, actions, next_states, discounts,
+mask``), the initial-state arrays, then ``target_policy``, then ``gamma``, then keyword-only
+options. Host-side checks run in :func:`tabular_mis`.
 
 See "GenDICE: Generalized Offline Estimation of Stationary Values", Zhang, Dai, Li & Schuurmans
 2020, and "Breaking the Curse of Horizon: Infinite-Horizon Off-Policy Estimation", Liu, Li, Tang
@@ -39,28 +37,25 @@ See "GenDICE: Generalized Offline Estimation of Stationary Values", Zhang, Dai, 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.core.validation import check_finite
-from offrl_jax.envs.tabular import TabularMDP, state_distributions, state_policy
+from offrl_jax.core.validation import check_finite, check_mask
+from offrl_jax.data import Trajectories, Transitions
+from offrl_jax.mis.estimators import mis_average_reward, ratios_at
 
 Array = Any
 
 __all__ = [
+    "FlowCounts",
     "TabularRatios",
-    "ExactRatios",
+    "TabularMISResult",
+    "flow_counts",
     "tabular_ratios",
     "tabular_average_ratios",
-    "exact_ratios",
-    "logged_distribution",
-    "stationary_distribution",
-    "flow_counts",
-    "FlowCounts",
-    "validate_tabular_inputs",
+    "tabular_mis",
 ]
 
 
@@ -88,20 +83,6 @@ class TabularRatios(NamedTuple):
     finite: Array
 
 
-class ExactRatios(NamedTuple):
-    """Exact ratios from model distributions.
-
-    Attributes:
-      weights: ``[S, A]`` d_target / d_data where d_data > 0, else 0.
-      supported: ``[S, A]`` bool, d_data > 0.
-      unsupported_mass: scalar, target mass where d_data = 0 (0 under coverage).
-    """
-
-    weights: Array
-    supported: Array
-    unsupported_mass: Array
-
-
 class FlowCounts(NamedTuple):
     """Empirical flow statistics, normalised by the number of transitions M.
 
@@ -127,9 +108,10 @@ def flow_counts(
     actions: Array,
     next_states: Array,
     discounts: Array,
+    mask: Optional[Array],
     initial_states: Array,
     target_policy: Array,
-    mask: Optional[Array] = None,
+    *,
     initial_mask: Optional[Array] = None,
 ) -> FlowCounts:
     """Counts of the empirical Bellman-flow equations (one pass of scatter-adds).
@@ -139,9 +121,9 @@ def flow_counts(
       actions: ``[M]`` int a_m.
       next_states: ``[M]`` int s'_m.
       discounts: ``[M]`` 0 where s'_m is terminal (no flow), else 1.
+      mask: ``[M]`` sample weights (1 real, 0 padding), or ``None`` for all ones.
       initial_states: ``[N0]`` int samples of s_0 ~ mu0.
       target_policy: ``[S, A]`` pi(a|s).
-      mask: optional ``[M]`` sample weights (1 real, 0 padding).
       initial_mask: optional ``[N0]`` weights of the initial samples.
 
     Returns:
@@ -200,10 +182,11 @@ def tabular_ratios(
     actions: Array,
     next_states: Array,
     discounts: Array,
+    mask: Optional[Array],
     initial_states: Array,
     target_policy: Array,
     gamma: float,
-    mask: Optional[Array] = None,
+    *,
     initial_mask: Optional[Array] = None,
     ridge: float = 0.0,
 ) -> TabularRatios:
@@ -225,10 +208,11 @@ def tabular_ratios(
       actions: ``[M]`` int actions a_m in [0, A).
       next_states: ``[M]`` int successor states s'_m.
       discounts: ``[M]`` 0 where s'_m is terminal, else 1.
+      mask: ``[M]`` 1 on real steps, 0 on padding (any non-negative sample weights), or
+        ``None`` for all ones.
       initial_states: ``[N0]`` int initial states s_0 (e.g. each trajectory's first state).
       target_policy: ``[S, A]`` pi(a|s); its shape sets S and A.
       gamma: discount in [0, 1).
-      mask: optional ``[M]`` 1 on real steps, 0 on padding.
       initial_mask: optional ``[N0]`` 1 on real initial samples.
       ridge: Tikhonov term added to the diagonal on logged pairs (relative to d_hat^D, so
         ``ridge`` = 1e-3 shrinks weights of pairs with d_hat^D ~ 1e-3 by about half).
@@ -236,7 +220,9 @@ def tabular_ratios(
     Returns:
       :class:`TabularRatios` with ``weights`` ``[S, A]``.
     """
-    counts = flow_counts(states, actions, next_states, discounts, initial_states, target_policy, mask, initial_mask)
+    counts = flow_counts(
+        states, actions, next_states, discounts, mask, initial_states, target_policy, initial_mask=initial_mask
+    )
     ns, na = counts.data.shape
     a, sup = _flow_matrix(counts, gamma, ridge)
     b = jnp.where(sup, (1.0 - gamma) * counts.initial.reshape(-1), 0.0)
@@ -248,9 +234,10 @@ def tabular_average_ratios(
     states: Array,
     actions: Array,
     next_states: Array,
+    discounts: Optional[Array],
+    mask: Optional[Array],
     target_policy: Array,
-    mask: Optional[Array] = None,
-    discounts: Optional[Array] = None,
+    *,
     ridge: float = 0.0,
 ) -> TabularRatios:
     """Average-reward (gamma -> 1) ratios: the stationary flow with E_D[w] = 1.
@@ -268,9 +255,9 @@ def tabular_average_ratios(
       states: ``[M]`` int s_m.
       actions: ``[M]`` int a_m.
       next_states: ``[M]`` int s'_m.
+      discounts: ``[M]`` (transitions with discount 0 carry no flow), or ``None`` for all ones.
+      mask: ``[M]`` 1 on real steps, 0 on padding, or ``None`` for all ones.
       target_policy: ``[S, A]`` pi(a|s).
-      mask: optional ``[M]`` 1 on real steps, 0 on padding.
-      discounts: optional ``[M]``; transitions with discount 0 carry no flow (default all 1).
       ridge: Tikhonov term (rows sqrt(ridge) I appended to the least-squares system).
 
     Returns:
@@ -278,7 +265,7 @@ def tabular_average_ratios(
     """
     disc = jnp.ones(jnp.shape(jnp.ravel(states)), jnp.asarray(target_policy).dtype) if discounts is None else discounts
     s_first = jnp.ravel(states)[:1]
-    counts = flow_counts(states, actions, next_states, disc, s_first, target_policy, mask)
+    counts = flow_counts(states, actions, next_states, disc, mask, s_first, target_policy)
     ns, na = counts.data.shape
     k = ns * na
     a, sup = _flow_matrix(counts, 1.0, 0.0)
@@ -294,67 +281,112 @@ def tabular_average_ratios(
     return _finish(w, counts, 1.0)
 
 
-def exact_ratios(target_distribution: Array, data_distribution: Array) -> ExactRatios:
-    """Exact ratios w = d_target / d_data with the support reported.
+# ----------------------------------------------------------------------------------------------
+# Container entry point (host-validated).
+# ----------------------------------------------------------------------------------------------
+class TabularMISResult(NamedTuple):
+    """Tabular MIS estimate and its ratios.
+
+    Attributes:
+      estimate: scalar J_hat (discounted: (1/(1-gamma)) E_D[w r]; average reward: E_D[w r]).
+      self_normalized: scalar self-normalised estimate (divided by E_D[w] instead of 1).
+      ratios: :class:`TabularRatios` (``weights`` ``[S, A]``).
+    """
+
+    estimate: Array
+    self_normalized: Array
+    ratios: TabularRatios
+
+
+def _indices(data: Union[Trajectories, Transitions], use_states: bool):
+    if use_states:
+        if data.states is None or data.next_states is None:
+            raise ValueError("data: use_states=True needs the states/next_states fields, found None")
+        return data.states, data.next_states
+    return data.observations, data.next_observations
+
+
+def _where_real(x: Array, mask: Optional[Array]) -> Array:
+    """Indices on real steps, 0 on padding (padding may hold any value; it is never counted)."""
+    return x if mask is None else np.where(np.asarray(mask) > 0, np.asarray(x), 0)
+
+
+def tabular_mis(
+    data: Union[Trajectories, Transitions],
+    target_policy: Array,
+    gamma: Optional[float],
+    *,
+    initial_states: Optional[Array] = None,
+    use_states: bool = False,
+    ridge: float = 0.0,
+) -> TabularMISResult:
+    """Tabular marginalised importance sampling from a dataset (host-validated).
+
+    With w(s, a) = d^pi(s, a) / d^D(s, a), the ratio of the target's normalised discounted
+    occupancy d^pi = (1 - gamma) sum_t gamma^t Pr_pi(s_t = s, a_t = a) to the data distribution,
+
+        J(pi) = E_{d^pi}[r] / (1 - gamma) = (1 / (1 - gamma)) E_D[w(s, a) r],
+        J_hat = (1 / (1 - gamma)) (1/M) sum_m w_hat(s_m, a_m) r_m,
+
+    (and the self-normalised form with sum_m w_hat_m in place of M), where w_hat solves the
+    empirical Bellman-flow equations of :func:`tabular_ratios`
+    d_hat^D w = (1 - gamma) dbar0 + gamma Pbar^T (d_hat^D w) / M from the counts. The estimate is
+    the value of pi in the empirical MDP (certainty equivalence) and targets the
+    infinite-horizon discounted value even when the trajectories are truncated.
+    ``gamma=None``: the average-reward ratios of :func:`tabular_average_ratios` (d^pi the
+    stationary distribution) and the average reward per step E_D[w r].
+
+    See "Breaking the Curse of Horizon: Infinite-Horizon Off-Policy Estimation", Liu, Li, Tang &
+    Zhou 2018 (the stationary-ratio estimator; here w is solved from counts rather than learned
+    by a minimax loss), "GenDICE", Zhang, Dai, Li & Schuurmans 2020 (the flow equations), and
+    "Asymptotically Efficient Off-Policy Evaluation for Tabular Reinforcement Learning", Yin &
+    Wang 2020 (the tabular estimator). The finite-horizon, time-indexed estimator of Xie, Ma &
+    Wang 2019 is :func:`~offrl_jax.mis.tabular_time_mis`.
 
     Args:
-      target_distribution: ``[S, A]`` d^pi (e.g. :func:`offrl_jax.envs.occupancy`).
-      data_distribution: ``[S, A]`` d^D (e.g. :func:`logged_distribution`, or the behaviour
-        occupancy for data sampled from d^{pi_beta}).
+      data: :class:`~offrl_jax.data.Trajectories` (padded steps excluded through ``mask``; the
+        initial states are each trajectory's first state) or
+        :class:`~offrl_jax.data.Transitions` (then ``initial_states`` is required when
+        discounted).
+      target_policy: ``[S, A]`` pi(a|s) over the indices used (observations, or true states
+        with ``use_states=True``).
+      gamma: discount in [0, 1), or ``None`` for the average-reward limit.
+      initial_states: ``[N0]`` int initial states (overrides the trajectories' first states).
+      use_states: index by the true ``states``/``next_states`` fields instead of observations.
+      ridge: Tikhonov term of the solve.
 
     Returns:
-      :class:`ExactRatios` (weights 0 where d_data = 0).
+      :class:`TabularMISResult`.
+
+    Raises:
+      ValueError: naming the argument, for invalid data, policy, gamma or ridge.
     """
-    dt = jnp.asarray(target_distribution)
-    dd = jnp.asarray(data_distribution)
-    sup = dd > 0
-    w = jnp.where(sup, dt / jnp.where(sup, dd, 1.0), 0.0)
-    return ExactRatios(w, sup, jnp.sum(jnp.where(sup, 0.0, dt)))
-
-
-def logged_distribution(mdp: TabularMDP, behavior_policy: Array, horizon: int) -> Array:
-    """Exact distribution d^D(s, a) of the transitions logged by rollouts of ``horizon`` steps.
-
-    d^D(s, a) = sum_{t<T} Pr(s_t = s, s not terminal) pi_beta(a|s) / Z, each logged step counted
-    once (undiscounted), steps after termination excluded (what :func:`offrl_jax.envs.rollout`
-    logs, and what the counts of :func:`tabular_ratios` estimate).
-
-    Args:
-      mdp: the tabular MDP (true states).
-      behavior_policy: ``[O, A]`` or ``[S, A]`` pi_beta.
-      horizon: T, number of steps per rollout (static int).
-
-    Returns:
-      ``[S, A]`` d^D, summing to 1.
-    """
-    ds = state_distributions(mdp, behavior_policy, horizon)
-    live = jnp.where(mdp.terminal, 0.0, jnp.sum(ds, axis=0))
-    pi_b = state_policy(mdp, behavior_policy).astype(ds.dtype)
-    d = live[:, None] * pi_b
-    return d / jnp.sum(d)
-
-
-def stationary_distribution(mdp: TabularMDP, policy: Array) -> Array:
-    """Stationary state-action distribution d^pi(s, a) = nu(s) pi(a|s) with nu P_pi = nu.
-
-    Solved as the least-squares system [(I - P_pi^T); 1^T] nu = [0; 1]; unique when the chain
-    under pi has a single recurrent class. This is the gamma -> 1 limit of the normalised
-    occupancy, the target of :func:`tabular_average_ratios`.
-
-    Args:
-      mdp: the tabular MDP.
-      policy: ``[O, A]`` or ``[S, A]`` pi.
-
-    Returns:
-      ``[S, A]`` d^pi, summing to 1.
-    """
-    pi = state_policy(mdp, policy).astype(mdp.rewards.dtype)
-    p_pi = jnp.einsum("sa,sat->st", pi, mdp.transitions)
-    ns = mdp.num_states
-    a = jnp.concatenate([jnp.eye(ns, dtype=p_pi.dtype) - p_pi.T, jnp.ones((1, ns), p_pi.dtype)], 0)
-    b = jnp.concatenate([jnp.zeros((ns,), p_pi.dtype), jnp.ones((1,), p_pi.dtype)])
-    nu = jnp.linalg.lstsq(a, b)[0]
-    return nu[:, None] * pi
+    s, s2 = _indices(data, use_states)
+    mask = data.mask if isinstance(data, Trajectories) else None
+    init_mask = None
+    if initial_states is None and isinstance(data, Trajectories):
+        initial_states, init_mask = s[:, 0], data.mask[:, 0]
+    if initial_states is None and gamma is not None:
+        raise ValueError("initial_states: Transitions carry no initial states; pass initial_states=[N0] ints")
+    if mask is not None:
+        check_mask(mask)
+    _validate_tabular_inputs(
+        _where_real(s, mask), _where_real(data.actions, mask), _where_real(s2, mask), target_policy, gamma,
+        data.discounts, initial_states, None, init_mask, ridge,
+    )
+    pi = jnp.asarray(target_policy).astype(data.rewards.dtype)
+    if gamma is None:
+        ratios = tabular_average_ratios(s, data.actions, s2, data.discounts, mask, pi, ridge=ridge)
+        scale = 1.0
+    else:
+        ratios = tabular_ratios(
+            s, data.actions, s2, data.discounts, mask, initial_states, pi, gamma, initial_mask=init_mask, ridge=ridge
+        )
+        scale = 1.0 / (1.0 - gamma)
+    w = ratios_at(ratios.weights, s, data.actions)
+    est = mis_average_reward(w, data.rewards, mask) * scale
+    sn = mis_average_reward(w, data.rewards, mask, self_normalize=True) * scale
+    return TabularMISResult(est, sn, ratios)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -373,7 +405,7 @@ def _check_index(x: Array, name: str, size: int, shape=None) -> np.ndarray:
     return a
 
 
-def validate_tabular_inputs(
+def _validate_tabular_inputs(
     states: Array,
     actions: Array,
     next_states: Array,
@@ -385,7 +417,7 @@ def validate_tabular_inputs(
     initial_mask: Optional[Array] = None,
     ridge: float = 0.0,
 ) -> None:
-    """Host-side checks for :func:`tabular_ratios` / :func:`tabular_average_ratios`.
+    """Host-side checks for :func:`tabular_ratios` / :func:`tabular_average_ratios` inputs.
 
     Raises:
       ValueError: naming the argument, for a policy that is not ``[S, A]`` rows on the simplex,

@@ -12,7 +12,10 @@ through the empirical per-step model, one step at a time:
 
 and J_hat = (1/N) sum_n sum_t gamma^t w_t(s^n_t, a^n_t) r^n_t, which estimates the finite-horizon
 value E_pi[sum_{t<T} gamma^t r_t] (gamma = 1 allowed). The estimator's error grows polynomially
-in T, not exponentially like trajectory-wise importance sampling.
+in T, not exponentially like trajectory-wise importance sampling. :func:`tabular_time_ratios`
+computes the ratios from arrays, :func:`~offrl_jax.mis.mis_finite_horizon` the estimate, and
+:func:`tabular_time_mis` both from a validated :class:`~offrl_jax.data.Trajectories`. The exact
+per-step ratios of a model are :func:`offrl_jax.envs.exact_time_ratios`.
 
 See "Towards Optimal Off-Policy Evaluation for Reinforcement Learning with Marginalized
 Importance Sampling", Xie, Ma & Wang 2019 (state marginals with per-step ratios), and
@@ -22,16 +25,20 @@ Importance Sampling", Xie, Ma & Wang 2019 (state marginals with per-step ratios)
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from offrl_jax.envs.tabular import TabularMDP, state_distributions, state_policy
+from offrl_jax.core.validation import check_mask, validate_gamma
+from offrl_jax.data import Trajectories
+from offrl_jax.mis.estimators import mis_finite_horizon
+from offrl_jax.mis.tabular import _indices, _validate_tabular_inputs, _where_real
 
 Array = Any
 
-__all__ = ["TimeIndexedRatios", "tabular_time_ratios", "exact_time_ratios"]
+__all__ = ["TimeIndexedRatios", "TimeIndexedMISResult", "tabular_time_ratios", "tabular_time_mis"]
 
 
 class TimeIndexedRatios(NamedTuple):
@@ -57,6 +64,7 @@ def tabular_time_ratios(
     discounts: Array,
     mask: Array,
     target_policy: Array,
+    *,
     pooled: bool = False,
 ) -> TimeIndexedRatios:
     """Per-step ratios w_t = d_hat^pi_t / d_hat^D_t by forward propagation (``lax.scan`` over t).
@@ -81,6 +89,7 @@ def tabular_time_ratios(
       discounts: ``[N, T]`` 0 where s_{t+1} is terminal (the trajectory ends), else 1.
       mask: ``[N, T]`` 1 on real steps, 0 on padding (a prefix of ones per row).
       target_policy: ``[S, A]`` pi(a|s); its shape sets S and A.
+      pooled: propagate with the transition model pooled over steps (static; see above).
 
     Returns:
       :class:`TimeIndexedRatios`.
@@ -119,19 +128,57 @@ def tabular_time_ratios(
     return TimeIndexedRatios(w_logged.T, table, marg, lost)
 
 
-def exact_time_ratios(mdp: TabularMDP, target_policy: Array, behavior_policy: Array, horizon: int) -> Array:
-    """Exact per-step ratios w_t(s, a) = Pr_pi(s_t = s, a_t = a) / Pr_beta(s_t = s, a_t = a).
+class TimeIndexedMISResult(NamedTuple):
+    """Finite-horizon tabular MIS estimate and its ratios.
+
+    Attributes:
+      estimate: scalar J_hat = (1/N) sum_n sum_t gamma^t w_t(s^n_t, a^n_t) r^n_t.
+      ratios: :class:`TimeIndexedRatios`.
+    """
+
+    estimate: Array
+    ratios: TimeIndexedRatios
+
+
+def tabular_time_mis(
+    trajectories: Trajectories,
+    target_policy: Array,
+    gamma: float,
+    *,
+    pooled: bool = False,
+    use_states: bool = False,
+) -> TimeIndexedMISResult:
+    """Finite-horizon (time-indexed) tabular MIS from padded trajectories (host-validated).
+
+    J_hat = (1/N) sum_n sum_{t<T} gamma^t w_hat_t(s^n_t, a^n_t) r^n_t with
+    w_hat_t = d_hat^pi_t / d_hat^D_t from :func:`tabular_time_ratios`; it estimates
+    E_pi[sum_{t<T} gamma^t r_t] with T = ``trajectories.max_length`` (use it when the data's
+    horizon is the problem's horizon).
+
+    See "Towards Optimal Off-Policy Evaluation for Reinforcement Learning with Marginalized
+    Importance Sampling", Xie, Ma & Wang 2019; Yin & Wang 2020 (state-action form).
 
     Args:
-      mdp: the tabular MDP (true states); terminal states are excluded (0 weight).
-      target_policy: ``[O, A]`` or ``[S, A]`` pi.
-      behavior_policy: ``[O, A]`` or ``[S, A]`` pi_beta.
-      horizon: T (static int).
+      trajectories: padded :class:`~offrl_jax.data.Trajectories`.
+      target_policy: ``[S, A]`` pi over observations (or true states with ``use_states``).
+      gamma: discount in [0, 1].
+      pooled: propagate the target marginals with the pooled transition model.
+      use_states: index by the true ``states``/``next_states`` fields (aliased MDPs).
 
     Returns:
-      ``[T, S, A]`` exact w_t, 0 where the behaviour marginal is 0 or the state is terminal.
+      :class:`TimeIndexedMISResult`.
+
+    Raises:
+      ValueError: naming the argument, for invalid data, policy or gamma.
     """
-    dt = state_distributions(mdp, target_policy, horizon)[..., None] * state_policy(mdp, target_policy)[None]
-    db = state_distributions(mdp, behavior_policy, horizon)[..., None] * state_policy(mdp, behavior_policy)[None]
-    ok = (db > 0) & ~mdp.terminal[None, :, None]
-    return jnp.where(ok, dt / jnp.where(ok, db, 1.0), 0.0)
+    validate_gamma(gamma)
+    s, s2 = _indices(trajectories, use_states)
+    mask = trajectories.mask
+    check_mask(mask)
+    _validate_tabular_inputs(
+        _where_real(s, mask), _where_real(trajectories.actions, mask), _where_real(s2, mask), target_policy,
+        discounts=trajectories.discounts,
+    )
+    pi = jnp.asarray(np.asarray(target_policy), trajectories.rewards.dtype)
+    ratios = tabular_time_ratios(s, trajectories.actions, s2, trajectories.discounts, mask, pi, pooled=pooled)
+    return TimeIndexedMISResult(mis_finite_horizon(ratios.weights, trajectories.rewards, mask, gamma), ratios)

@@ -1,51 +1,39 @@
-"""Thin trainer for the DICE estimators (progress, metrics, checkpoints); the math is in
-:mod:`offrl_jax.mis.dice`."""
+"""The DICE trainer: the generic :class:`~offrl_jax.trainers.Trainer` over
+:func:`offrl_jax.mis.make_learner`, plus read-only conveniences (estimate, weights).
+The math is in :mod:`offrl_jax.mis.dice`."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
 import jax
 
-from offrl_jax.mis.dice import (
-    DiceConfig,
-    DiceData,
-    DiceEstimate,
-    DiceLearner,
-    dice_estimate,
-    make_dice_learner,
-    validate_dice_config,
-)
+from offrl_jax.mis.dice import DiceConfig, DiceEstimate, dice_estimate, dice_weights, make_learner
+from offrl_jax.mis.dice_data import DiceData
 from offrl_jax.trainers.base import Callback, Trainer
 
 Array = Any
 
-__all__ = ["DiceTrainer", "dice_chunk"]
-
-
-def dice_chunk(state, data: DiceData, *, num_steps: int, config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module):
-    """``num_steps`` DICE updates under ``lax.scan``: ``(state, data) -> (state, DiceMetrics[num_steps])``."""
-    learner = make_dice_learner(config, weight_net, critic_net)
-    return jax.lax.scan(lambda s, _: learner.update(s, data), state, None, length=num_steps)
+__all__ = ["DiceTrainer"]
 
 
 class DiceTrainer(Trainer):
     """Trains DualDICE / GenDICE / GradientDICE on a fixed dataset in jitted chunks.
 
-    Deterministic given ``seed``; :meth:`save` / :meth:`restore` (Orbax) resume bit-for-bit.
+    A :class:`~offrl_jax.trainers.Trainer` over ``make_learner(config, weight_net, critic_net)``:
+    deterministic given ``seed``; :meth:`save` / :meth:`restore` (Orbax) resume bit for bit.
     Per-step metrics (``loss``, ``weight_mean``, batch ``estimate``) are in :attr:`history`.
+    ``config.num_steps`` is not used: ``fit(steps)`` says how many.
 
     Args:
-      config: :class:`~offrl_jax.mis.dice.DiceConfig`.
+      config: :class:`~offrl_jax.mis.DiceConfig`.
       weight_net: flax module for the weights (zeta / tau), ``obs -> [A]``.
       critic_net: flax module for the critic (nu / f), ``obs -> [A]``.
-      data: :class:`~offrl_jax.mis.dice.DiceData`.
-      seed: PRNG seed of the initialisation and minibatch sampling.
-      chunk_size: steps per jitted call.
-      callbacks: ``trainer -> dict | None``, run every ``eval_every`` steps.
-      eval_every: callback period in steps (``None``: after each :meth:`fit`).
-      progress: show a tqdm progress bar.
+      data: :class:`~offrl_jax.mis.DiceData`.
+      seed, chunk_size, callbacks, eval_every, progress: see
+        :class:`~offrl_jax.trainers.Trainer`.
     """
 
     def __init__(
@@ -54,30 +42,27 @@ class DiceTrainer(Trainer):
         weight_net: nn.Module,
         critic_net: nn.Module,
         data: DiceData,
+        *,
         seed: int = 0,
         chunk_size: int = 1000,
         callbacks: Sequence[Callback] = (),
         eval_every: Optional[int] = None,
         progress: bool = True,
     ):
-        validate_dice_config(config)
         if not isinstance(data, DiceData):
             raise ValueError(f"data: expected a DiceData (see DiceData.create), found {type(data).__name__}")
-        self.config = config
-        self.data = data
-        self.learner: DiceLearner = make_dice_learner(config, weight_net, critic_net)
-        state = jax.jit(self.learner.init)(jax.random.key(seed), data)
         super().__init__(
-            dice_chunk,
-            state,
-            inputs=(data,),
+            make_learner(config, weight_net, critic_net),
+            data,
+            seed=seed,
+            config=config,
             chunk_size=chunk_size,
             callbacks=callbacks,
             eval_every=eval_every,
             progress=progress,
-            static={"config": config, "weight_net": weight_net, "critic_net": critic_net},
         )
-        self._estimate = jax.jit(lambda wp, d: dice_estimate(self.learner, wp, d, config.gamma))
+        self.weight_net = weight_net
+        self._estimate = jax.jit(partial(dice_estimate, config, weight_net))
 
     def estimate(self, data: Optional[DiceData] = None) -> DiceEstimate:
         """MIS estimates of J with the current weights on ``data`` (default: the training data)."""
@@ -85,4 +70,4 @@ class DiceTrainer(Trainer):
 
     def weights(self, observations: Array, actions: Array) -> Array:
         """Learned w(s, a) at ``observations`` ``[B, ...]`` and int ``actions`` ``[B]``."""
-        return self.learner.weights(self.state.weight_params, observations, actions)
+        return dice_weights(self.config, self.weight_net, self.state.weight_params, observations, actions)

@@ -1,5 +1,7 @@
 """DICE: Lagrangians by hand, stationarity at the tabular solution, training to the tabular answer."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,11 +15,12 @@ from offrl_jax.mis import (
     DiceNetwork,
     dice_data_from_trajectories,
     dice_estimate,
+    dice_weights,
     dualdice_lagrangian,
     flow_counts,
     gendice_lagrangian,
     gradientdice_lagrangian,
-    make_dice_learner,
+    make_learner,
     make_train,
     mis_estimate,
     ratios_at,
@@ -43,11 +46,11 @@ def problem():
 
 @jax.jit
 def _tabular(tr, pie):
-    r = tabular_ratios(tr.observations, tr.actions, tr.next_observations, tr.discounts, tr.observations[:, 0], pie, GAMMA,
-                       tr.mask, tr.mask[:, 0])
+    r = tabular_ratios(tr.observations, tr.actions, tr.next_observations, tr.discounts, tr.mask, tr.observations[:, 0],
+                       pie, GAMMA, initial_mask=tr.mask[:, 0])
     w = ratios_at(r.weights, tr.observations, tr.actions)
-    est = mis_estimate(w, tr.rewards, GAMMA, tr.mask)
-    return TabularMISResult(est, mis_estimate(w, tr.rewards, GAMMA, tr.mask, self_normalize=True), r)
+    est = mis_estimate(w, tr.rewards, tr.mask, GAMMA)
+    return TabularMISResult(est, mis_estimate(w, tr.rewards, tr.mask, GAMMA, self_normalize=True), r)
 
 
 def test_lagrangians_by_hand():
@@ -83,7 +86,7 @@ def test_tabular_solution_is_a_saddle_point(problem, method):
     mdp, pie, tr, data, tab = problem
     w = tab.ratios.weights
     if method == "dualdice":  # nu solves nu - gamma P_hat_pi nu = w on the empirical model
-        fc = flow_counts(data.observations, data.actions, data.next_observations, data.discounts,
+        fc = flow_counts(data.observations, data.actions, data.next_observations, data.discounts, None,
                          data.initial_observations, pie)
         p_pi = fc.flow.reshape(S * A, S * A) / fc.data.reshape(-1, 1)
         critic = jnp.linalg.solve(jnp.eye(S * A) - GAMMA * p_pi, w.reshape(-1)).reshape(S, A)
@@ -104,7 +107,7 @@ LR = {"dualdice": 2.0, "gendice": 0.5, "gradientdice": 1.0}
 
 def _config(method, **kw):
     base = dict(method=method, gamma=GAMMA, weight_lr=LR[method], critic_lr=LR[method], batch_size=None,
-                initial_batch_size=None, optimizer="sgd")
+                initial_batch_size=None, optimizer="sgd", num_steps=STEPS[method])
     base.update(kw)
     return DiceConfig(**base)
 
@@ -114,27 +117,26 @@ def test_one_hot_dice_matches_tabular_solution(problem, method):
     """Full-batch descent-ascent with one-hot features converges to the tabular flow solution."""
     mdp, pie, tr, data, tab = problem
     cfg = _config(method)
-    learner = make_dice_learner(cfg, NET, NET)
-    train = jax.jit(jax.vmap(make_train(cfg, NET, NET, STEPS[method]), in_axes=(0, None)))
+    train = jax.jit(jax.vmap(make_train(cfg, NET, NET), in_axes=(0, None)))
     keys = jax.random.split(jax.random.key(3), 2)
     states, metrics = train(keys, data)
     assert metrics.loss.shape == (2, STEPS[method])
     s_idx, a_idx = jnp.repeat(jnp.arange(S), A), jnp.tile(jnp.arange(A), S)
     for i in range(2):
         params = jax.tree.map(lambda x: x[i], states.weight_params)
-        w = learner.weights(params, s_idx, a_idx).reshape(S, A)
+        w = dice_weights(cfg, NET, params, s_idx, a_idx).reshape(S, A)
         # Stated tolerance: 1e-3 on the weights (which are O(1)) and 1e-3 relative on J.
         np.testing.assert_allclose(w, tab.ratios.weights, atol=1e-3)
-        est = dice_estimate(learner, params, data, GAMMA)
+        est = dice_estimate(cfg, NET, params, data)
         np.testing.assert_allclose(est.estimate, tab.estimate, rtol=1e-3)
         np.testing.assert_allclose(est.self_normalized, tab.self_normalized, rtol=1e-3)
     if method != "gradientdice":
         return
     # vmapped over seeds == one seed at a time.
-    single = jax.jit(make_train(cfg, NET, NET, STEPS[method]))(keys[1], data)
-    np.testing.assert_allclose(metrics.loss[1], single[1].loss, rtol=1e-9, atol=1e-12)
+    single = jax.jit(make_train(cfg, NET, NET))(keys[1], data)
+    np.testing.assert_allclose(metrics.loss[1], single.metrics.loss, rtol=1e-9, atol=1e-12)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a[1], b, rtol=1e-9, atol=1e-12), states.weight_params,
-                 single[0].weight_params)
+                 single.state.weight_params)
 
 
 def test_minibatch_mlp_dice_runs_and_tracks_truth(problem):
@@ -142,11 +144,10 @@ def test_minibatch_mlp_dice_runs_and_tracks_truth(problem):
     mdp, pie, tr, data, tab = problem
     net = DiceNetwork(A, hidden_sizes=(32,), num_observations=S, dtype=jnp.float64)
     cfg = DiceConfig(method="gradientdice", gamma=GAMMA, weight_lr=3e-3, critic_lr=3e-3, batch_size=64,
-                     initial_batch_size=64, optimizer="adam")
-    learner = make_dice_learner(cfg, net, net)
-    state, metrics = jax.jit(make_train(cfg, net, net, 3000))(jax.random.key(0), data)
+                     initial_batch_size=64, optimizer="adam", num_steps=3000)
+    state, metrics = jax.jit(make_train(cfg, net, net))(jax.random.key(0), data)
     assert bool(jnp.all(jnp.isfinite(metrics.loss)))
-    est = dice_estimate(learner, state.weight_params, data, GAMMA)
+    est = dice_estimate(cfg, net, state.weight_params, data)
     truth = float(policy_value(mdp, pie))
     assert abs(float(est.self_normalized) - truth) < 0.15 * abs(truth), (est, truth)
 
@@ -160,9 +161,9 @@ def test_jit_matches_eager(problem):
         np.testing.assert_allclose(jax.jit(f)(*x), f(*x), rtol=1e-12)
         g = jax.grad(f, argnums=(0, 1, 2, 3))
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15), jax.jit(g)(*x), g(*x))
-    learner = make_dice_learner(_config("gradientdice"), NET, NET)
-    params = learner.init(jax.random.key(0), data).weight_params
-    est = lambda p: dice_estimate(learner, p, data, GAMMA)
+    cfg = _config("gradientdice")
+    params = make_learner(cfg, NET, NET).init(jax.random.key(0), data).weight_params
+    est = lambda p: dice_estimate(cfg, NET, p, data)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12), jax.jit(est)(params), est(params))
 
 
@@ -170,11 +171,13 @@ def test_validation_errors_name_arguments(problem):
     mdp, pie, tr, data, tab = problem
     for field, value in [("method", "bestdice"), ("gamma", 1.0), ("weight_lr", 0.0), ("critic_lr", -1.0),
                          ("batch_size", 0), ("initial_batch_size", 1.5), ("norm_penalty", -1.0),
-                         ("positivity", "abs"), ("optimizer", "lbfgs")]:
+                         ("positivity", "abs"), ("optimizer", "lbfgs"), ("num_steps", 0)]:
         with pytest.raises(ValueError, match=field):
-            make_dice_learner(DiceConfig(**dict(_config("gendice")._asdict(), **{field: value})), NET, NET)
-    with pytest.raises(ValueError, match="num_steps"):
-        make_train(_config("gendice"), NET, NET, 0)
+            DiceConfig(**dict(dataclasses.asdict(_config("gendice")), **{field: value}))
+        with pytest.raises(ValueError, match=field):
+            _config("gendice").replace(**{field: value})
+    with pytest.raises(ValueError, match="config"):
+        make_learner({"method": "gendice"}, NET, NET)
     fields = {k: np.asarray(getattr(data, k)) for k in data.__dataclass_fields__}
     bad = dict(fields, actions=fields["actions"][:-1])
     with pytest.raises(ValueError, match="actions"):

@@ -8,21 +8,28 @@ import numpy as np
 import pytest
 
 from offrl_jax.data import Transitions, to_transitions
-from offrl_jax.envs import TabularMDP, occupancy, policy_value, rollout, state_distributions
-from offrl_jax.envs.suite import make_problem, problem_value
-from offrl_jax.mis import (
+from offrl_jax.envs import (
+    TabularMDP,
     exact_ratios,
     exact_time_ratios,
     logged_distribution,
+    occupancy,
+    policy_value,
+    rollout,
+    state_distributions,
+    stationary_distribution,
+)
+from offrl_jax.envs.suite import make_problem, problem_value
+from offrl_jax.experiments.mis_table import mis_rows
+from offrl_jax.mis import (
     mis_average_reward,
     mis_estimate,
     mis_finite_horizon,
-    mis_rows,
     ratios_at,
-    stationary_distribution,
     tabular_average_ratios,
     tabular_mis,
     tabular_ratios,
+    tabular_time_mis,
     tabular_time_ratios,
 )
 
@@ -58,7 +65,9 @@ def _population(mdp, d_data):
 
 
 _population_solve = jax.jit(
-    lambda s, a, s2, disc, pie, wt, mu0: tabular_ratios(s, a, s2, disc, jnp.arange(mu0.shape[0]), pie, GAMMA, wt, mu0)
+    lambda s, a, s2, disc, pie, wt, mu0: tabular_ratios(
+        s, a, s2, disc, wt, jnp.arange(mu0.shape[0]), pie, GAMMA, initial_mask=mu0
+    )
 )
 
 
@@ -85,7 +94,7 @@ def test_population_solve_equals_exact_ratios(terminal, data):
     if data == "on_policy" and not terminal:
         np.testing.assert_allclose(res.weights, 1.0, rtol=1e-9)
     # J = E_D[w r] / (1 - gamma) exactly, in the population.
-    j = mis_estimate(ratios_at(res.weights, s, a), np.asarray(mdp.rewards)[s, a] * 1.0, GAMMA, wt)
+    j = mis_estimate(ratios_at(res.weights, s, a), np.asarray(mdp.rewards)[s, a] * 1.0, wt, GAMMA)
     np.testing.assert_allclose(j * np.sum(wt), policy_value(mdp, pie), rtol=1e-9)
 
 
@@ -93,14 +102,14 @@ def test_population_average_reward_equals_stationary():
     mdp, pib, pie = _random_mdp(seed=3)
     d_data = logged_distribution(mdp, pib, 5)
     s, a, s2, _, wt = _population(mdp, d_data)
-    res = tabular_average_ratios(s, a, s2, pie, mask=wt)
+    res = tabular_average_ratios(s, a, s2, None, wt, pie)
     d_pi = stationary_distribution(mdp, pie)
     np.testing.assert_allclose(res.weights, exact_ratios(d_pi, d_data).weights, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(res.data_mass, 1.0, rtol=1e-10)
     rho = mis_average_reward(ratios_at(res.weights, s, a), np.asarray(mdp.rewards)[s, a], wt)
     np.testing.assert_allclose(rho, jnp.sum(d_pi * mdp.rewards), rtol=1e-8)
     # The discounted ratios tend to the average-reward ones as gamma -> 1 (error O(1 - gamma)).
-    near = tabular_ratios(s, a, s2, np.ones_like(wt), np.arange(5), pie, 1 - 1e-6, wt, mdp.initial)
+    near = tabular_ratios(s, a, s2, np.ones_like(wt), wt, np.arange(5), pie, 1 - 1e-6, initial_mask=mdp.initial)
     np.testing.assert_allclose(near.weights, res.weights, atol=1e-4)
 
 
@@ -114,10 +123,12 @@ def _datasets(keys, mdp, pib, n, t):
 
 def _stationary(traj, pie, gamma):
     r = tabular_ratios(
-        traj.states, traj.actions, traj.next_states, traj.discounts, traj.states[:, 0], pie, gamma, traj.mask, traj.mask[:, 0]
+        traj.states, traj.actions, traj.next_states, traj.discounts, traj.mask, traj.states[:, 0], pie, gamma,
+        initial_mask=traj.mask[:, 0],
     )
     w = ratios_at(r.weights, traj.states, traj.actions)
-    return mis_estimate(w, traj.rewards, gamma, traj.mask), mis_estimate(w, traj.rewards, gamma, traj.mask, True), r
+    est = mis_estimate(w, traj.rewards, traj.mask, gamma)
+    return est, mis_estimate(w, traj.rewards, traj.mask, gamma, self_normalize=True), r
 
 
 _stationary_many = jax.jit(jax.vmap(_stationary, in_axes=(0, None, None)))
@@ -125,7 +136,7 @@ _stationary_one = jax.jit(_stationary)
 
 
 def _time_indexed(traj, pie, gamma, pooled=False):
-    r = tabular_time_ratios(traj.states, traj.actions, traj.next_states, traj.discounts, traj.mask, pie, pooled)
+    r = tabular_time_ratios(traj.states, traj.actions, traj.next_states, traj.discounts, traj.mask, pie, pooled=pooled)
     return mis_finite_horizon(r.weights, traj.rewards, traj.mask, gamma)
 
 
@@ -239,7 +250,7 @@ def test_average_reward_over_datasets(shared):
     mdp, _, pie = _random_mdp(seed=5)  # no terminal state: a continuing chain, same shapes
 
     def avg(traj):
-        r = tabular_average_ratios(traj.states, traj.actions, traj.next_states, pie, traj.mask)
+        r = tabular_average_ratios(traj.states, traj.actions, traj.next_states, None, traj.mask, pie)
         return mis_average_reward(ratios_at(r.weights, traj.states, traj.actions), traj.rewards, traj.mask)
 
     tr = _datasets(jax.random.split(jax.random.key(3), K), mdp, pib, N, T)
@@ -266,7 +277,7 @@ def test_jit_and_vmap_match(shared):
         np.testing.assert_allclose(batched[1][i], eager[1], rtol=1e-10)
         np.testing.assert_allclose(batched[2].weights[i], eager[2].weights, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(times[i], _time_indexed(one, pie, GAMMA), rtol=1e-10)
-    avg = lambda x: tabular_average_ratios(x.states, x.actions, x.next_states, pie, x.mask).weights
+    avg = lambda x: tabular_average_ratios(x.states, x.actions, x.next_states, None, x.mask, pie).weights
     one = _one(small, 0)
     np.testing.assert_allclose(jax.jit(avg)(one), avg(one), rtol=1e-8, atol=1e-10)
 
@@ -314,8 +325,11 @@ def test_estimator_hand_values():
     w = jnp.array([2.0, 0.5, 1.0, 7.0])
     r = jnp.array([1.0, -2.0, 3.0, 9.0])
     m = jnp.array([1.0, 1.0, 1.0, 0.0])
-    np.testing.assert_allclose(mis_estimate(w, r, 0.5, m), (2 - 1 + 3) / 3 / 0.5)
-    np.testing.assert_allclose(mis_estimate(w, r, 0.5, m, self_normalize=True), (2 - 1 + 3) / 3.5 / 0.5)
+    np.testing.assert_allclose(mis_estimate(w, r, m, 0.5), (2 - 1 + 3) / 3 / 0.5)
+    np.testing.assert_allclose(mis_estimate(w, r, m, 0.5, self_normalize=True), (2 - 1 + 3) / 3.5 / 0.5)
+    np.testing.assert_allclose(mis_estimate(w, r, None, 0.5), (2 - 1 + 3 + 63) / 4 / 0.5)
+    with pytest.raises(AssertionError):  # the old order (gamma before mask) fails the shape checks
+        mis_estimate(w, r, 0.5, m)
     np.testing.assert_allclose(mis_average_reward(w, r), (2 - 1 + 3 + 63) / 4)
     wt = jnp.array([[1.0, 2.0, 5.0], [3.0, 0.0, 0.0]])
     rt = jnp.array([[1.0, 1.0, 1.0], [2.0, 4.0, 0.0]])
@@ -334,6 +348,10 @@ def test_validation_errors_name_arguments(shared):
         tabular_mis(tr, pie[None], GAMMA)
     with pytest.raises(ValueError, match="ridge"):
         tabular_mis(tr, pie, GAMMA, ridge=-1.0)
+    with pytest.raises(ValueError, match="gamma"):
+        tabular_time_mis(tr, pie, 1.5)
+    with pytest.raises(ValueError, match="target_policy"):
+        tabular_time_mis(tr, pie * 2.0, GAMMA)
     with pytest.raises(ValueError, match="initial_states"):
         tabular_mis(to_transitions(tr), pie, GAMMA)
     with pytest.raises(ValueError, match="initial_states"):
