@@ -220,7 +220,7 @@ except ImportError:
     plt = None
 
 from offrl_jax import mis, ope, pg, policies
-from offrl_jax.envs import occupancy, policy_value, rollout
+from offrl_jax.envs import exact_ratios, logged_distribution, occupancy, policy_value, rollout
 from offrl_jax.envs.suite import make_problem, problem_value
 
 results = {}
@@ -290,20 +290,20 @@ c_true = float(policy_value(c_mdp, chain.target))       # infinite-horizon disco
 @jax.jit
 def chain_estimates(key):
     d = rollout(key, c_mdp, chain.behavior, chain.num_episodes, chain.horizon, chain.target)
-    ratios = mis.tabular_ratios(d.observations, d.actions, d.next_observations, d.discounts,
-                                d.observations[:, 0], chain.target, c_gamma, mask=d.mask)
+    ratios = mis.tabular_ratios(d.observations, d.actions, d.next_observations, d.discounts, d.mask,
+                                d.observations[:, 0], chain.target, c_gamma)
     w = mis.ratios_at(ratios.weights, d.observations, d.actions)          # w(s_m, a_m), [N, T]
     log_ratios = ope.log_importance_ratios(d.target_log_probs, d.behavior_log_probs, d.mask)
     return dict(
-        mis=mis.mis_estimate(w, d.rewards, c_gamma, d.mask),
-        mis_sn=mis.mis_estimate(w, d.rewards, c_gamma, d.mask, self_normalize=True),
+        mis=mis.mis_estimate(w, d.rewards, d.mask, c_gamma),
+        mis_sn=mis.mis_estimate(w, d.rewards, d.mask, c_gamma, self_normalize=True),
         pdis=ope.per_decision_is(d.rewards, log_ratios, d.mask, c_gamma, validate=False),
         ratios=ratios.weights,
     )
 
 
 est = chain_estimates(jax.random.key(2))
-exact = mis.exact_ratios(occupancy(c_mdp, chain.target), mis.logged_distribution(c_mdp, chain.behavior, chain.horizon))
+exact = exact_ratios(occupancy(c_mdp, chain.target), logged_distribution(c_mdp, chain.behavior, chain.horizon))
 ratio_err = float(jnp.max(jnp.abs(est["ratios"] - exact.weights)))
 print(f"exact J(pi) = {c_true:.4f}; MIS {float(est['mis']):.4f}, self-normalised "
       f"{float(est['mis_sn']):.4f}; PDIS {float(est['pdis']):.4f}")
