@@ -4,7 +4,7 @@ A Garnet(20 states, 4 actions, branching 3, gamma 0.9, reward noise std 1) MDP. 
 policies are epsilon-mixtures of a fixed random deterministic policy with the uniform policy:
 narrow data epsilon = 0.02 (near-deterministic), broad data epsilon = 0.5. Each dataset holds 50
 episodes of 40 steps. Outer/inner FQI (MLP 2x64 on one-hot states, Adam, warm start) runs K
-iterations; after each, the predicted value of its own greedy policy at the start states,
+iterations; after each, the value it thinks of its own greedy policy at the start states,
 sum_s d0(s) max_a Q_k(s, a), is set against that policy's exact value J(pi_k) (linear solve).
 
 Usage: python benchmarks/fitted_shift.py [--quick] [--out DIR]
@@ -24,7 +24,8 @@ from offrl_jax import policies
 from offrl_jax.data import to_transitions
 from offrl_jax.envs import rollout
 from offrl_jax.envs.suite import garnet
-from offrl_jax.fitted import FittedQConfig, distribution_shift_curves
+from offrl_jax.experiments.shift import fitted_distribution_shift
+from offrl_jax.fitted import FittedQConfig
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -49,7 +50,7 @@ def main() -> None:
         beh = policies.mixture(base, policies.uniform(S, A), 1.0 - eps)
         ds = to_transitions(rollout(jax.random.key(1), mdp, beh, 50, 40))
         # One call (compile included): the curves are the measurement, the time a by-product.
-        c, timing[name] = harness.timed_call(distribution_shift_curves, jax.random.key(2), ds, mdp, cfg, iters)
+        c, timing[name] = harness.timed_call(fitted_distribution_shift, jax.random.key(2), ds, mdp, cfg, iters)
         curves[name] = c
     optimal = float(next(iter(curves.values())).optimal)
     settings = {
@@ -62,7 +63,7 @@ def main() -> None:
         "optimal_value": optimal,
         "seconds_incl_compile": timing,
         "curves": {
-            n: {"predicted": np.asarray(c.predicted).tolist(), "actual": np.asarray(c.actual).tolist()}
+            n: {"thinks": np.asarray(c.thinks).tolist(), "does": np.asarray(c.does).tolist()}
             for n, c in curves.items()
         },
     }
@@ -70,8 +71,8 @@ def main() -> None:
     lines = [
         "# fitted_shift",
         "",
-        f"{settings['mdp']}; J(pi*) = {optimal:.3f}. Per FQI iteration k: predicted = sum_s d0(s) max_a Q_k(s, a), "
-        "actual = exact J(greedy(Q_k)).",
+        f"{settings['mdp']}; J(pi*) = {optimal:.3f}. Per FQI iteration k: thinks = sum_s d0(s) max_a Q_k(s, a), "
+        "does = exact J(greedy(Q_k)).",
         "",
         f"{harness.describe(meta)}; seconds per dataset (one call, compile included): "
         + ", ".join(f"{n} {t:.1f}" for n, t in timing.items()) + ".",
@@ -79,8 +80,8 @@ def main() -> None:
     ]
     ks = sorted(set(list(range(0, iters, max(1, iters // 10))) + [iters - 1]))
     lines += harness.markdown_table(
-        ["k"] + [f"{n}: {what}" for n in names for what in ("predicted", "actual")],
-        [[k + 1] + [f"{float(getattr(curves[n], what)[k]):.2f}" for n in names for what in ("predicted", "actual")]
+        ["k"] + [f"{n}: {what}" for n in names for what in ("thinks", "does")],
+        [[k + 1] + [f"{float(getattr(curves[n], what)[k]):.2f}" for n in names for what in ("thinks", "does")]
          for k in ks],
     )
     try:
@@ -92,8 +93,8 @@ def main() -> None:
         fig, axes = plt.subplots(1, len(names), figsize=(10, 3.8), sharey=True)
         ks = np.arange(1, iters + 1)
         for ax, n in zip(axes, names):
-            ax.plot(ks, curves[n].predicted, label="predicted (FQI's own estimate)")
-            ax.plot(ks, curves[n].actual, label="actual J(greedy policy)")
+            ax.plot(ks, curves[n].thinks, label="thinks (FQI's own estimate)")
+            ax.plot(ks, curves[n].does, label="does (exact J of its greedy policy)")
             ax.axhline(optimal, color="gray", ls="--", lw=1, label="J(pi*)")
             ax.set_title(n)
             ax.set_xlabel("FQI iteration k")

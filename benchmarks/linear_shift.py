@@ -7,7 +7,7 @@ epsilon = 0.02, medium 0.5, broad 1.0 (uniform). Each dataset holds 50 episodes 
 LSPI runs 20 iterations (epsilon = 0), linear FQI 50. After each iteration k, "thinks" =
 sum_s d0(s) max_a Q_k(s, a) (the learned value of its own greedy policy) is set against "does" =
 the exact J(greedy(Q_k)) (linear solve). Curves are means over 10 data seeds, computed in one
-jitted call vmapped over seeds and behaviour policies (:func:`offrl_jax.linear.distribution_shift`).
+jitted call vmapped over seeds and behaviour policies (:func:`offrl_jax.experiments.shift.linear_distribution_shift`).
 
 Usage: python benchmarks/linear_shift.py [--quick] [--repeats R] [--out DIR]
 Writes benchmarks/results/linear_shift[_quick].{json,md} and .png (with matplotlib).
@@ -25,6 +25,7 @@ import numpy as np
 from offrl_jax import linear as L
 from offrl_jax import policies
 from offrl_jax.envs.suite import garnet
+from offrl_jax.experiments.shift import linear_distribution_shift
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -45,7 +46,7 @@ def main() -> None:
     keys = jax.random.split(jax.random.key(1), seeds)
 
     def one(key, behavior):
-        return L.distribution_shift(key, mdp, table, behavior, 50, 40, ridge=1e-3, lspi_iterations=lspi_it,
+        return linear_distribution_shift(key, mdp, table, behavior, 50, 40, ridge=1e-3, lspi_iterations=lspi_it,
                                     fqi_iterations=fqi_it)
 
     run = jax.jit(jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None)))
