@@ -416,6 +416,7 @@ from offrl_jax import fitted, linear, policies
 from offrl_jax.data import to_transitions
 from offrl_jax.envs import estimate_mdp, policy_value, q_values, rollout, value_iteration
 from offrl_jax.envs.suite import garnet, make_problem
+from offrl_jax.experiments.shift import linear_distribution_shift
 
 results = {}
 problem = make_problem("chain_walk_20", dtype=jnp.float64)
@@ -527,7 +528,7 @@ g_mdp = garnet(0, 20, 4, 3, gamma=0.9, reward_std=1.0, dtype=jnp.float64)
 base = policies.deterministic(jnp.asarray(np.random.default_rng(0).integers(0, 4, 20)), 4, jnp.float64)
 behaviors = jnp.stack([policies.mixture(base, policies.uniform(20, 4, jnp.float64), 1.0 - eps) for eps in (0.02, 0.5)])
 phi_g = jnp.eye(80, dtype=jnp.float64).reshape(20, 4, 80)
-shift = jax.jit(jax.vmap(lambda b: linear.distribution_shift(
+shift = jax.jit(jax.vmap(lambda b: linear_distribution_shift(
     jax.random.key(2), g_mdp, phi_g, b, 20, 40, ridge=1e-3, lspi_iterations=10, fqi_iterations=30)))(behaviors)
 for i, name in enumerate(("narrow", "broad")):
     print(f"{name:6s} coverage {float(shift.coverage[i]):.2f}:  LSPI thinks {float(shift.lspi.thinks[i, -1]):7.2f}, "
