@@ -156,7 +156,7 @@ def fqe_value(
     """
     _check_args(keys, data, initial_observations, target_policy, config, reward_scale)
     scale = jnp.asarray(reward_scale, jnp.dtype(config.dtype))
-    probs0 = policy_probs(target_policy, initial_observations)
+    probs0 = policy_probs(initial_observations, target_policy)
     # Integer (one-hot) observations are never standardised.
     fwd, inv = _standardizer(data.observations, standardize and config.num_observations is None)
     scaled = data.replace(

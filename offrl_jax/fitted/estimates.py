@@ -54,7 +54,7 @@ def initial_value(
     """
     if key is None:
         q = apply_fn(params, observations)
-        probs = policy_probs(target_policy, observations)
+        probs = policy_probs(observations, target_policy)
         return jnp.mean(jnp.sum(probs.astype(q.dtype) * q, axis=-1))
     q_fn = functools.partial(apply_fn, params)
     return jnp.mean(sampled_next_values(key, q_fn, target_policy, observations, num_samples))
@@ -81,5 +81,5 @@ def q_model_terms(
     n, t = actions.shape
     flat = observations.reshape((n * t,) + observations.shape[2:])
     q = apply_fn(params, flat)
-    probs = policy_probs(target_policy, flat)
+    probs = policy_probs(flat, target_policy)
     return model_terms(q.reshape(n, t, -1), probs.reshape(n, t, -1), actions, mask)

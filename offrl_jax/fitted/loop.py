@@ -118,7 +118,7 @@ def fitted_batch(config: FittedQConfig, data: Transitions, target_policy: Policy
     dtype = jnp.dtype(config.dtype)
     probs = None
     if config.target_rule == "expected":
-        probs = policy_probs(target_policy, data.next_observations).astype(dtype)
+        probs = policy_probs(data.next_observations, target_policy).astype(dtype)
     return FittedBatch(
         observations=data.observations,
         actions=data.actions,

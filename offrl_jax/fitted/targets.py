@@ -41,20 +41,20 @@ __all__ = [
 ]
 
 
-def policy_probs(policy: Array | Callable[[Array], Array], observations: Array) -> Array:
+def policy_probs(observations: Array, target_policy: Array | Callable[[Array], Array]) -> Array:
     """π(·|o) for a batch of observations.
 
     Args:
-      policy: a tabular policy ``[O, A]`` (rows on the simplex), indexed by integer
-        observations, or a function ``observations [B, ...] -> probabilities [B, A]``.
       observations: ``[B]`` ints (tabular) or ``[B, ...]`` features.
+      target_policy: a tabular policy ``[O, A]`` (rows on the simplex), indexed by integer
+        observations, or a function ``observations [B, ...] -> probabilities [B, A]``.
 
     Returns:
       ``[B, A]`` action probabilities.
     """
-    if callable(policy):
-        return policy(observations)
-    return jnp.asarray(policy)[observations]
+    if callable(target_policy):
+        return target_policy(observations)
+    return jnp.asarray(target_policy)[observations]
 
 
 def fqe_targets(
@@ -224,7 +224,7 @@ def td_targets(
     if rule == "expected":
         probs = getattr(batch, "next_probs", None)
         if probs is None:
-            probs = policy_probs(target_policy, batch.next_observations)
+            probs = policy_probs(batch.next_observations, target_policy)
         return fqe_targets(batch.rewards, batch.discounts, next_q, probs, config.gamma)
     online = apply_fn(params, batch.next_observations) if rule == "double_q" else None
     return fqi_targets(batch.rewards, batch.discounts, next_q, config.gamma, online)
