@@ -73,7 +73,7 @@ def cross_fitted_fqe_terms(
     pi = time_augmented_policy(policy, t)
     cfg = FittedQConfig(
         num_actions=int(num_actions), method="fqe", gamma=float(gamma), hidden_sizes=(),
-        num_observations=int(num_observations) * t, num_steps=int(num_steps) if num_steps else 50 * (2 * t + 20),
+        num_observations=int(num_observations) * t, num_steps=50 * (2 * t + 20) if num_steps is None else num_steps,
         batch_size=None, learning_rate=float(learning_rate), optimizer="adam", target_update_period=50,
     )
     train = jax.jit(make_train(cfg, pi))
