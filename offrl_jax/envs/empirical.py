@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import jax
 import jax.numpy as jnp
 
+from offrl_jax.core import ModelTerms, model_terms
 from offrl_jax.data import Trajectories
 from offrl_jax.envs.tabular import TabularMDP, q_values
 
@@ -75,24 +75,32 @@ def estimate_mdp(
     )
 
 
-def model_q_hat(model: TabularMDP, policy: Array, trajectories: Trajectories, use_true_states: bool = False):
-    """``(q_taken, v_hat)`` ``[N, T]`` from a model's exact Q^pi, in the DR estimators' layout.
+def model_q_hat(
+    model: TabularMDP, target_policy: Array, trajectories: Trajectories, use_true_states: bool = False
+) -> ModelTerms:
+    """A model's exact Q^π along trajectories as the DR inputs ``(q_taken, v_hat)`` ``[N, T]``.
 
     ``q_taken[n, t] = Q̂_t(s_t, a_t)`` and ``v_hat[n, t] = Σ_a π(a|s_t) Q̂_t(s_t, a)`` (time-indexed
-    when the model has a finite horizon), 0 on padding. ``policy`` is ``[S, A]`` over the data's
-    observations; the model's extra terminal state gets a zero-valued row.
+    when the model has a finite horizon), 0 on padding, produced by
+    :func:`offrl_jax.core.model_terms`.
+
+    Args:
+      model: e.g. :func:`estimate_mdp`'s (its extra terminal state gets a uniform, zero-valued row).
+      target_policy: ``[S, A]`` over the data's observations.
+      trajectories: ``[N, T]`` data with integer observations (or ``states``).
+      use_true_states: index by ``trajectories.states`` instead of observations.
+
+    Returns:
+      :class:`~offrl_jax.core.ModelTerms` in the model's dtype.
     """
-    pi = jnp.concatenate([policy, jnp.full((1, policy.shape[1]), 1.0 / policy.shape[1], policy.dtype)])
+    a = target_policy.shape[1]
+    pi = jnp.concatenate([target_policy, jnp.full((1, a), 1.0 / a, target_policy.dtype)])
     q = q_values(model, pi)
     s = trajectories.states if use_true_states else trajectories.observations
-    a = trajectories.actions
     n, t = trajectories.rewards.shape
     if q.ndim == 3:
         tt = jnp.broadcast_to(jnp.arange(t), (n, t))
         q_sa = q[jnp.minimum(tt, q.shape[0] - 1), s]
     else:
         q_sa = q[s]
-    m = trajectories.mask.astype(q.dtype)
-    q_taken = m * jnp.take_along_axis(q_sa, a[..., None], axis=-1)[..., 0]
-    v_hat = m * jnp.sum(pi[s] * q_sa, axis=-1)
-    return q_taken, v_hat
+    return model_terms(q_sa, pi[s].astype(q.dtype), trajectories.actions, trajectories.mask)

@@ -1,22 +1,31 @@
-"""Fitted Q evaluation / iteration: Q-networks, TD targets, losses, jitted train loops."""
+"""Fitted Q evaluation and fitted Q iteration: one config, one jitted loop, Q-networks, TD targets.
 
-from offrl_jax.fitted.continuous import (
-    ContinuousFQEConfig,
-    QuadraticQNetwork,
-    continuous_initial_value,
-    continuous_q_network,
-    continuous_regression_step,
-    init_continuous_state,
-    make_continuous_run,
-    make_continuous_train,
-    make_continuous_update,
-    validate_continuous_config,
-    validate_continuous_dataset,
-)
-from offrl_jax.fitted.control import FQEValue, controller_probs, fqe_value, time_aware_transitions, with_time
-from offrl_jax.fitted.horizon import cross_fitted_fqe_terms, time_augmented_policy, time_augmented_transitions
+* :class:`FittedQConfig` (discrete or continuous actions, FQE or FQI) and
+  :func:`validate_data`;
+* :func:`make_learner` / :func:`make_train`: the learner convention of the package
+  (``train(key, data) -> core.TrainResult``), :func:`make_update` its single step,
+  :func:`init_state` its state, :func:`default_seeds_per_group` the CPU seed grouping for
+  ``core.make_train_seeds``;
+* :func:`fitted_q_iteration`: the classical outer/inner form (Ernst et al. 2005);
+* :func:`initial_value`, :func:`q_model_terms`: the direct-method estimate and DR inputs of a
+  fitted Q̂;
+* TD targets and losses (:mod:`.targets`), Q-networks (:mod:`.networks`), time features for
+  finite-horizon / time-limited data (:mod:`.time_features`).
+"""
+
+from offrl_jax.fitted.config import FittedQConfig, validate_data
+from offrl_jax.fitted.estimates import initial_value, q_model_terms
 from offrl_jax.fitted.iteration import FQIResult, fitted_q_iteration
-from offrl_jax.fitted.networks import ContinuousQNetwork, QNetwork, mlp_flops
+from offrl_jax.fitted.loop import (
+    QTrainState,
+    StepMetrics,
+    default_seeds_per_group,
+    init_state,
+    make_learner,
+    make_train,
+    make_update,
+)
+from offrl_jax.fitted.networks import ContinuousQNetwork, QNetwork, QuadraticQNetwork, mlp_flops, q_network
 from offrl_jax.fitted.targets import (
     fqe_targets,
     fqi_targets,
@@ -27,65 +36,17 @@ from offrl_jax.fitted.targets import (
     sampled_fqe_targets,
     sampled_next_values,
 )
-from offrl_jax.fitted.train import (
-    DRInputs,
-    dr_inputs,
-    FittedBatch,
-    FittedQConfig,
-    fitted_batch,
-    QTrainState,
-    StepMetrics,
-    TrainResult,
-    init_state,
-    initial_value,
-    make_optimizer,
-    make_run,
-    make_train,
-    make_train_seeds,
-    default_seeds_per_group,
-    make_update,
-    q_network,
-    q_regression_step,
-    refresh_target,
-    regression_step,
-    sample_batch,
-    td_targets,
-    train_fitted_q,
-    validate_config,
-    validate_dataset,
-)
+from offrl_jax.fitted.time_features import time_augmented_policy, time_aware_transitions, with_time
 
 __all__ = [
-    "ContinuousFQEConfig",
-    "QuadraticQNetwork",
-    "continuous_initial_value",
-    "continuous_q_network",
-    "continuous_regression_step",
-    "init_continuous_state",
-    "make_continuous_run",
-    "make_continuous_train",
-    "make_continuous_update",
-    "validate_continuous_config",
-    "validate_continuous_dataset",
-    "FQEValue",
-    "controller_probs",
-    "fqe_value",
-    "time_aware_transitions",
-    "with_time",
-    "cross_fitted_fqe_terms",
-    "time_augmented_policy",
-    "time_augmented_transitions",
-    "DRInputs",
-    "dr_inputs",
     "ContinuousQNetwork",
     "FQIResult",
-    "FittedBatch",
     "FittedQConfig",
-    "fitted_batch",
     "QNetwork",
     "QTrainState",
+    "QuadraticQNetwork",
     "StepMetrics",
-    "TrainResult",
+    "default_seeds_per_group",
     "fitted_q_iteration",
     "fqe_targets",
     "fqi_targets",
@@ -93,24 +54,18 @@ __all__ = [
     "init_state",
     "initial_value",
     "l2_loss",
-    "make_optimizer",
-    "make_run",
+    "make_learner",
     "make_train",
-    "make_train_seeds",
-    "default_seeds_per_group",
     "make_update",
     "mlp_flops",
     "policy_probs",
+    "q_model_terms",
     "q_network",
     "regression_loss",
-    "q_regression_step",
-    "refresh_target",
-    "regression_step",
-    "sample_batch",
     "sampled_fqe_targets",
     "sampled_next_values",
-    "td_targets",
-    "train_fitted_q",
-    "validate_config",
-    "validate_dataset",
+    "time_augmented_policy",
+    "time_aware_transitions",
+    "validate_data",
+    "with_time",
 ]

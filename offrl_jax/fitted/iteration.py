@@ -9,7 +9,7 @@ For k = 1..K (Ernst, Geurts & Wehenkel 2005; Le, Voloshin & Yue 2019):
 with Q̂_0 = 0. The targets of an iteration are computed once over the whole dataset from the
 frozen Q̂_{k−1}, then ``config.num_steps`` minibatch optax steps regress onto them. Both loops
 are ``lax.scan`` inside one jit-able function, sharing the network, target and regression
-pieces of :mod:`offrl_jax.fitted.train`.
+pieces of :mod:`offrl_jax.fitted.loop`.
 """
 
 from __future__ import annotations
@@ -19,19 +19,11 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core.validation import check_positive_int
 from offrl_jax.data import Transitions
-from offrl_jax.fitted.train import (
-    FittedQConfig,
-    Policy,
-    QTrainState,
-    StepMetrics,
-    fitted_batch,
-    _positive_int,
-    init_state,
-    regression_step,
-    td_targets,
-    validate_dataset,
-)
+from offrl_jax.fitted.config import FittedQConfig, Policy, validate_data
+from offrl_jax.fitted.loop import QTrainState, StepMetrics, fitted_batch, init_state, regression_step
+from offrl_jax.fitted.targets import td_targets
 
 Array = Any
 
@@ -42,8 +34,8 @@ class FQIResult(NamedTuple):
     """Outcome of :func:`fitted_q_iteration`.
 
     Attributes:
-      state: the final :class:`~offrl_jax.fitted.train.QTrainState` (Q̂_K in ``params``).
-      metrics: :class:`~offrl_jax.fitted.train.StepMetrics` with leading ``[K, num_steps]``.
+      state: the final :class:`~offrl_jax.fitted.loop.QTrainState` (Q̂_K in ``params``).
+      metrics: :class:`~offrl_jax.fitted.loop.StepMetrics` with leading ``[K, num_steps]``.
       evals: stacked ``eval_fn(params)`` outputs after each iteration, leading ``[K]``
         (``None`` without ``eval_fn``).
     """
@@ -55,10 +47,11 @@ class FQIResult(NamedTuple):
 
 def fitted_q_iteration(
     key: Array,
-    dataset: Transitions,
+    data: Transitions,
     config: FittedQConfig,
     num_iterations: int,
-    policy: Policy = None,
+    target_policy: Policy = None,
+    *,
     eval_fn: Optional[Callable[[Any], Any]] = None,
     reinitialize: bool = False,
 ) -> FQIResult:
@@ -67,26 +60,29 @@ def fitted_q_iteration(
     Q̂_0 = 0, so the first iteration regresses onto the rewards. The optimizer state is reset
     every iteration (each is a fresh regression); with ``reinitialize=True`` the network is
     re-initialised too (classical FQI), else it warm-starts from Q̂_{k−1}. ``config.method``
-    picks FQI (max) or FQE (expectation under ``policy``); ``double_q`` has no effect here, as
-    the online and frozen networks coincide when targets are computed.
+    picks FQI (max) or FQE (expectation under ``target_policy``); ``double_q`` has no effect
+    here, as the online and frozen networks coincide when targets are computed. Discrete
+    actions only.
 
     Args:
       key: PRNG key.
-      dataset: :class:`~offrl_jax.data.Transitions`, validated on the host when concrete.
-      config: :class:`~offrl_jax.fitted.train.FittedQConfig`; ``num_steps`` = inner steps.
+      data: :class:`~offrl_jax.data.Transitions`, validated on the host when concrete.
+      config: :class:`~offrl_jax.fitted.config.FittedQConfig`; ``num_steps`` = inner steps.
       num_iterations: K (static).
-      policy: FQE only: ``[O, A]`` table or function ``observations -> [B, A]``.
+      target_policy: FQE only: ``[O, A]`` table or function ``observations -> [B, A]``.
       eval_fn: optional pure ``params -> pytree`` evaluated after each iteration.
       reinitialize: fresh network parameters each iteration.
 
     Returns:
       :class:`FQIResult`.
     """
-    _positive_int(num_iterations, "num_iterations")
-    validate_dataset(config, dataset, policy)
-    data = fitted_batch(config, dataset, policy)
-    state = init_state(key, config, dataset.observations[:1])
-    m = data.rewards.shape[0]
+    check_positive_int(num_iterations, "num_iterations")
+    if config.continuous:
+        raise ValueError("config: fitted_q_iteration takes discrete actions (num_actions); use make_train")
+    validate_data(config, data, target_policy)
+    rows = fitted_batch(config, data, target_policy)
+    state = init_state(key, config, data)
+    m = rows.rewards.shape[0]
 
     def regress(state: QTrainState, y: Array):
         def inner(state, _):
@@ -96,17 +92,17 @@ def fitted_q_iteration(
             else:
                 idx = jax.random.randint(k_batch, (config.batch_size,), 0, m)
             return regression_step(
-                config, state.replace(key=key), data.observations[idx], data.actions[idx], y[idx]
+                config, state.replace(key=key), rows.observations[idx], rows.actions[idx], y[idx]
             )
 
         return jax.lax.scan(inner, state, None, length=config.num_steps)
 
     def outer(state, k):
         frozen = state.params
-        y = td_targets(config, state.apply_fn, frozen, frozen, data, policy)
-        y = jnp.where(k > 0, y, data.rewards)  # Q̂_0 = 0
+        y = td_targets(config, state.apply_fn, frozen, frozen, rows, target_policy)
+        y = jnp.where(k > 0, y, rows.rewards)  # Q̂_0 = 0
         key, k_init = jax.random.split(state.key)
-        params = init_state(k_init, config, data.observations[:1]).params if reinitialize else frozen
+        params = init_state(k_init, config, data).params if reinitialize else frozen
         state = state.replace(params=params, opt_state=state.tx.init(params), target_params=frozen, key=key)
         state, metrics = regress(state, y)
         evals = None if eval_fn is None else eval_fn(state.params)

@@ -5,22 +5,27 @@ DQN/NFQ head (see "Neural Fitted Q Iteration", Riedmiller 2005). With ``num_obse
 it takes integer observations and one-hot encodes them, so a network with no hidden layers is
 exactly a tabular Q-function Q(s, a) = W[s, a] + b[a].
 
-Continuous actions: :class:`ContinuousQNetwork` maps ``(observation, action)`` to a scalar.
+Continuous actions: :class:`ContinuousQNetwork` (an MLP) and :class:`QuadraticQNetwork`
+(linear in its parameters) map ``(observation, action)`` to a scalar.
 
-Both are pure: ``params = net.init(key, obs)``, ``q = net.apply(params, obs)``; parameters are
-a pytree, so they vmap over seeds.
+All are pure: ``params = net.init(key, obs[, act])``, ``q = net.apply(params, obs[, act])``;
+parameters are a pytree, so they vmap over seeds. :func:`q_network` builds the one a
+:class:`~offrl_jax.fitted.config.FittedQConfig` describes.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
+from offrl_jax.fitted.config import FittedQConfig
+
 Array = Any
 
-__all__ = ["QNetwork", "ContinuousQNetwork", "mlp_flops"]
+__all__ = ["QNetwork", "ContinuousQNetwork", "QuadraticQNetwork", "q_network", "mlp_flops"]
 
 
 def _features(obs: Array, num_observations: Optional[int], dtype: Any) -> Array:
@@ -82,6 +87,50 @@ class ContinuousQNetwork(nn.Module):
         for width in self.hidden_sizes:
             x = self.activation(nn.Dense(width, dtype=self.dtype, param_dtype=self.dtype)(x))
         return nn.Dense(1, dtype=self.dtype, param_dtype=self.dtype)(x)[..., 0]
+
+
+class QuadraticQNetwork(nn.Module):
+    """Quadratic Q-function, linear in its parameters: Q(s, a) = xᵀ W x + bᵀ x + c, x = [s; a].
+
+    Only the symmetric part of W matters; W, b, c start at 0. This class holds the exact Q^π of
+    a linear-Gaussian policy on a linear-quadratic system (see :mod:`offrl_jax.envs.lqr`), so FQE
+    with it is linear FQE on quadratic features ("Adaptive Linear Quadratic Control Using Policy
+    Iteration", Bradtke, Ydstie & Barto 1994, fit Q = [s; a]ᵀ H [s; a] the same way), with
+    W[:n, :n] = P_ss, W[:n, n:] = P_sa (if W is symmetric), W[n:, n:] = P_aa, c the constant.
+
+    Attributes:
+      dtype: dtype of parameters and computation.
+    """
+
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, obs: Array, action: Array) -> Array:
+        """Args: obs ``[..., D]``, action ``[..., d]``. Returns ``[...]``."""
+        x = jnp.concatenate([jnp.asarray(obs, self.dtype), jnp.asarray(action, self.dtype)], -1)
+        size = x.shape[-1]
+        w = self.param("w", nn.initializers.zeros, (size, size), self.dtype)
+        b = self.param("b", nn.initializers.zeros, (size,), self.dtype)
+        c = self.param("c", nn.initializers.zeros, (), self.dtype)
+        return jnp.sum((x @ w) * x, axis=-1) + x @ b + c
+
+
+@functools.lru_cache(maxsize=256)
+def q_network(config: FittedQConfig) -> nn.Module:
+    """The network a config describes: :class:`QNetwork` (discrete), :class:`ContinuousQNetwork`
+    (``features="mlp"``) or :class:`QuadraticQNetwork` (``"quadratic"``). One object per config,
+    so train states of equal configs have equal static fields and share compilations."""
+    dtype = jnp.dtype(config.dtype)
+    if not config.continuous:
+        return QNetwork(
+            num_actions=config.num_actions,
+            hidden_sizes=tuple(config.hidden_sizes),
+            num_observations=config.num_observations,
+            dtype=dtype,
+        )
+    if config.features == "quadratic":
+        return QuadraticQNetwork(dtype=dtype)
+    return ContinuousQNetwork(hidden_sizes=tuple(config.hidden_sizes), dtype=dtype)
 
 
 def mlp_flops(input_dim: int, hidden_sizes: Sequence[int], num_outputs: int, batch: int) -> int:

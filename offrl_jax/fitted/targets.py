@@ -6,22 +6,30 @@ names and shapes ``[B]`` / ``[B, A]``. ``discounts`` d_m is 0 where s'_m is a tr
 here. Targets are wrapped in ``stop_gradient``: they are regression labels, not functions of
 the parameters being fitted.
 
+:func:`td_targets` is the one place that picks the rule a config asks for: the expectation over
+a target table or function (FQE), the max or double-Q (FQI), or K sampled next actions
+(continuous FQE).
+
 See "Batch Policy Learning under Constraints", Le, Voloshin & Yue 2019 (FQE) and "Tree-Based
 Batch Mode Reinforcement Learning", Ernst, Geurts & Wehenkel 2005 (FQI).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, Optional
 
 import chex
 import jax
 import jax.numpy as jnp
 import optax
 
+from offrl_jax.fitted.config import FittedQConfig
+
 Array = Any
 
 __all__ = [
+    "td_targets",
     "policy_probs",
     "fqe_targets",
     "fqi_targets",
@@ -33,20 +41,20 @@ __all__ = [
 ]
 
 
-def policy_probs(policy: Array | Callable[[Array], Array], observations: Array) -> Array:
+def policy_probs(observations: Array, target_policy: Array | Callable[[Array], Array]) -> Array:
     """π(·|o) for a batch of observations.
 
     Args:
-      policy: a tabular policy ``[O, A]`` (rows on the simplex), indexed by integer
-        observations, or a function ``observations [B, ...] -> probabilities [B, A]``.
       observations: ``[B]`` ints (tabular) or ``[B, ...]`` features.
+      target_policy: a tabular policy ``[O, A]`` (rows on the simplex), indexed by integer
+        observations, or a function ``observations [B, ...] -> probabilities [B, A]``.
 
     Returns:
       ``[B, A]`` action probabilities.
     """
-    if callable(policy):
-        return policy(observations)
-    return jnp.asarray(policy)[observations]
+    if callable(target_policy):
+        return target_policy(observations)
+    return jnp.asarray(target_policy)[observations]
 
 
 def fqe_targets(
@@ -176,3 +184,47 @@ def regression_loss(predictions: Array, targets: Array, kind: str = "l2", delta:
     if kind == "huber":
         return huber_loss(predictions, targets, delta)
     raise ValueError(f"kind: expected 'l2' or 'huber', found {kind!r}")
+
+
+def td_targets(
+    config: FittedQConfig,
+    apply_fn: Callable,
+    target_params: Any,
+    params: Any,
+    batch: Any,
+    target_policy: Any = None,
+    key: Optional[Array] = None,
+) -> Array:
+    """``[B]`` TD targets of a minibatch under ``config.target_rule``, from the target network Q̄.
+
+    * ``"expected"`` (FQE): y = r + γ d Σ_a' π(a'|s') Q̄(s', a') (:func:`fqe_targets`), with
+      π(·|s') from ``batch.next_probs`` when present, else from ``target_policy``;
+    * ``"max"`` / ``"double_q"`` (FQI): :func:`fqi_targets`, double-Q with the online ``params``
+      choosing a';
+    * ``"sampled"`` (continuous FQE): y = r + γ d (1/K) Σ_k Q̄(s', a'_k), a'_k drawn with
+      ``key`` from ``target_policy(key, observations)`` (:func:`sampled_fqe_targets`).
+
+    Args:
+      config: the :class:`~offrl_jax.fitted.config.FittedQConfig`.
+      apply_fn: the network's apply function; target_params, params: Q̄'s and Q's parameters.
+      batch: a minibatch with the :class:`~offrl_jax.data.Transitions` fields (rewards and
+        discounts ``[B]``), optionally ``next_probs`` ``[B, A]``.
+      target_policy: the evaluated policy (FQE).
+      key: PRNG key of the sampled rule.
+
+    Returns:
+      ``[B]`` targets (gradient stopped).
+    """
+    rule = config.target_rule
+    if rule == "sampled":
+        q_bar = functools.partial(apply_fn, target_params)
+        values = sampled_next_values(key, q_bar, target_policy, batch.next_observations, config.num_action_samples)
+        return sampled_fqe_targets(batch.rewards, batch.discounts, values.astype(batch.rewards.dtype), config.gamma)
+    next_q = apply_fn(target_params, batch.next_observations)
+    if rule == "expected":
+        probs = getattr(batch, "next_probs", None)
+        if probs is None:
+            probs = policy_probs(batch.next_observations, target_policy)
+        return fqe_targets(batch.rewards, batch.discounts, next_q, probs, config.gamma)
+    online = apply_fn(params, batch.next_observations) if rule == "double_q" else None
+    return fqi_targets(batch.rewards, batch.discounts, next_q, config.gamma, online)

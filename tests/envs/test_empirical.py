@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl_jax.core import ModelTerms
 from offrl_jax.envs import TabularMDP, policy_value, q_values, rollout
 from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
 from offrl_jax.envs.suite import graph, graph_policy
@@ -18,7 +19,9 @@ def test_deterministic_mdp_is_recovered_exactly():
     model = jax.jit(estimate_mdp, static_argnums=(1, 2, 4))(traj, mdp.num_states, 2, 0.98, 5)
     pad = jnp.concatenate([pi_e, jnp.full((1, 2), 0.5, F64)])
     np.testing.assert_allclose(policy_value(model, pad), policy_value(mdp, pi_e), rtol=1e-12)
-    q_taken, v_hat = model_q_hat(model, pi_e, traj)
+    terms = model_q_hat(model, pi_e, traj)
+    assert isinstance(terms, ModelTerms)  # produced by core.model_terms
+    q_taken, v_hat = terms
     q_true = q_values(mdp, pi_e)  # [H, S, A]
     t = np.broadcast_to(np.arange(5), (400, 5))
     s, a = np.asarray(traj.states), np.asarray(traj.actions)

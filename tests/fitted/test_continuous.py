@@ -1,4 +1,5 @@
-"""Continuous-action FQE in the jitted loop against the exact LQR Q^π and J(π)."""
+"""Continuous-action FQE (``FittedQConfig(action_dim=...)``, sampled targets) in the one jitted loop
+against the exact LQR Q^π and J(π)."""
 
 import dataclasses
 import functools
@@ -19,15 +20,16 @@ from offrl_jax.envs.lqr import (
     lqr_state_values,
     sample_lqr_transitions,
 )
-from offrl_jax.fitted.continuous import (
-    ContinuousFQEConfig,
+from offrl_jax.fitted import (
+    FittedQConfig,
     QuadraticQNetwork,
-    continuous_initial_value,
-    init_continuous_state,
-    make_continuous_train,
-    make_continuous_update,
+    init_state,
+    initial_value,
+    make_train,
+    make_update,
+    sampled_fqe_targets,
+    sampled_next_values,
 )
-from offrl_jax.fitted.targets import sampled_fqe_targets, sampled_next_values
 
 GAMMA = 0.8
 SYSTEM = LQRSystem.create(
@@ -36,22 +38,22 @@ SYSTEM = LQRSystem.create(
 )
 TARGET = LinearGaussianPolicy.create(np.array([[-0.2, -0.3]]), 0.1 * np.eye(1))
 BEHAVIOR = LinearGaussianPolicy.create(np.array([[-0.1, -0.1]]), 0.3 * np.eye(1))
-QUADRATIC = ContinuousFQEConfig(
+QUADRATIC = FittedQConfig(
     action_dim=1, gamma=GAMMA, features="quadratic", num_action_samples=4, num_steps=1500,
     batch_size=256, learning_rate=1e-2, tau=0.05, dtype="float64",
 )
-MLP = ContinuousFQEConfig(
+MLP = FittedQConfig(
     action_dim=1, gamma=GAMMA, features="mlp", hidden_sizes=(32, 32), num_action_samples=4, num_steps=2000,
     batch_size=256, learning_rate=3e-3, tau=0.05, dtype="float32",
 )
 SEEDS = jax.random.split(jax.random.key(0), 2)
-_train_quadratic = make_continuous_train(QUADRATIC, TARGET.sample_actions)
+_train_quadratic = make_train(QUADRATIC, TARGET.sample_actions)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _evaluate(apply_fn, params, s0, value):
     """(Ĵ with K = 16, mean |Q̂ − Q^π| / mean |Q̂| at (s_0^n, a_n ~ π), Q̂(s_0^n, a_n) [N])."""
-    j_hat = continuous_initial_value(apply_fn, params, jax.random.key(3), s0, TARGET.sample_actions, 16)
+    j_hat = initial_value(apply_fn, params, s0, TARGET.sample_actions, key=jax.random.key(3), num_samples=16)
     a0 = TARGET.sample_actions(jax.random.key(6), s0)
     q_hat = apply_fn(params, s0, a0)
     q_err = jnp.mean(jnp.abs(q_hat - lqr_q_values(value, s0, a0))) / jnp.mean(jnp.abs(q_hat))
@@ -121,7 +123,7 @@ def test_mlp_fqe_close_to_exact_j(data):
     """MLP 2x32 in float32: Ĵ within 5% of (1/N) Σ_n V^π(s_0^n) (measured: 1.3%)."""
     ds, value, _, s0 = data
     j = _j_on(value, s0)
-    res = jax.jit(make_continuous_train(MLP, TARGET.sample_actions))(jax.random.key(11), ds)
+    res = jax.jit(make_train(MLP, TARGET.sample_actions))(jax.random.key(11), ds)
     j_hat = float(_evaluate(res.state.apply_fn, res.state.params, s0, value)[0])
     assert abs(j_hat - j) < 5e-2 * abs(j), (j_hat, j)
     assert res.state.params["params"]["Dense_0"]["kernel"].dtype == jnp.float32
@@ -166,11 +168,11 @@ def test_one_update_jit_matches_no_jit_and_hand_gradient(data):
     """One SGD step equals the closed-form gradient of ½ mean (xᵀWx + bᵀx + c − y)²."""
     ds = jax.tree.map(lambda x: x[:64], data[0])
     cfg = dataclasses.replace(QUADRATIC, optimizer="sgd", learning_rate=0.1, tau=None, target_update_period=1)
-    state = init_continuous_state(jax.random.key(0), cfg, ds.observations, ds.actions)
+    state = init_state(jax.random.key(0), cfg, ds)
     w0 = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)) * 0.1)
     params = {"params": {"w": w0, "b": jnp.full(3, 0.1), "c": jnp.asarray(-1.0)}}
     state = state.replace(params=params, target_params=params)
-    update = make_continuous_update(cfg, TARGET.sample_actions)
+    update = make_update(cfg, TARGET.sample_actions)
     new_jit, m_jit = jax.jit(update)(state, ds)
     new_eager, m_eager = update(state, ds)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12), new_jit.params, new_eager.params)
@@ -204,17 +206,21 @@ def test_bad_configs_raise(data):
     }
     for name, change in bad.items():
         with pytest.raises(ValueError, match=name):
-            make_continuous_train(dataclasses.replace(QUADRATIC, **change), sample)
+            make_train(dataclasses.replace(QUADRATIC, **change), sample)
     small = jax.tree.map(lambda x: x[:100], ds)
     with pytest.raises(ValueError, match="batch_size"):
-        make_continuous_train(QUADRATIC, sample)(jax.random.key(0), small)
+        make_train(QUADRATIC, sample)(jax.random.key(0), small)
     with pytest.raises(ValueError, match="action_dim"):
-        make_continuous_train(dataclasses.replace(QUADRATIC, action_dim=2), sample)(jax.random.key(0), ds)
+        make_train(dataclasses.replace(QUADRATIC, action_dim=2), sample)(jax.random.key(0), ds)
     with pytest.raises(ValueError, match="sample_actions"):
-        make_continuous_train(QUADRATIC, lambda k, o: jnp.zeros((o.shape[0], 3)))(jax.random.key(0), ds)
+        make_train(QUADRATIC, lambda k, o: jnp.zeros((o.shape[0], 3)))(jax.random.key(0), ds)
     int_actions = Transitions(ds.observations, jnp.zeros(ds.rewards.shape, jnp.int32), ds.rewards,
                               ds.next_observations, ds.discounts)
     with pytest.raises(ValueError, match="action_dim"):
-        make_continuous_train(QUADRATIC, sample)(jax.random.key(0), int_actions)
-    with pytest.raises(ValueError, match="dataset"):
-        make_continuous_train(QUADRATIC, sample)(jax.random.key(0), (ds.observations, ds.actions))
+        make_train(QUADRATIC, sample)(jax.random.key(0), int_actions)
+    with pytest.raises(ValueError, match="data"):
+        make_train(QUADRATIC, sample)(jax.random.key(0), (ds.observations, ds.actions))
+    with pytest.raises(ValueError, match="target_policy"):
+        make_train(QUADRATIC, None)
+    with pytest.raises(ValueError, match="method"):
+        dataclasses.replace(QUADRATIC, method="fqi")

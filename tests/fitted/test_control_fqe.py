@@ -25,21 +25,15 @@ import pytest
 from offrl_jax.data import Trajectories, Transitions
 from offrl_jax.envs.control import control_rollout, make_env
 from offrl_jax.envs.control_policies import controller
-from offrl_jax.fitted import FittedQConfig
-from offrl_jax.fitted.control import (
-    FQEValue,
-    controller_probs,
-    fqe_value,
-    time_aware_transitions,
-    with_time,
-)
+from offrl_jax.experiments.control_fqe import FQEValue, controller_probs, fqe_value
+from offrl_jax.fitted import FittedQConfig, time_aware_transitions, with_time
 
 GAMMA = 0.99
 MC_EPISODES = 1000
 # task: (num_actions, dataset episodes, FQE seeds, allowance)
 TASKS = {"Acrobot-v1": (3, 50, 2, 0.15), "MountainCar-v0": (3, 80, 4, 0.10)}
 
-_fqe = jax.jit(fqe_value, static_argnames=("policy", "config", "standardize"))
+_fqe = jax.jit(fqe_value, static_argnames=("target_policy", "config", "standardize"))
 
 
 @functools.partial(jax.jit, static_argnames=("env_name", "policy"))
@@ -75,7 +69,7 @@ def _case(env_name: str):
     data = time_aware_transitions(traj, limit)
     s0 = with_time(traj.observations[:, 0], 0, limit)
     probs = controller_probs(ctrl[1], a, traj.observations.shape[-1])
-    fqe = _fqe(jax.random.split(jax.random.key(1), seeds), data, s0, probs, _config(a), 1.0 - GAMMA)
+    fqe = _fqe(jax.random.split(jax.random.key(1), seeds), data, s0, probs, _config(a), reward_scale=1.0 - GAMMA)
     mc = {}
     for i in (1, 2):
         g = np.asarray(jax.tree.map(lambda x: x[i], trajs).returns(GAMMA), np.float64)
@@ -167,7 +161,7 @@ def test_fqe_value_reward_scale_is_exact_at_the_fixed_point():
     )
     keys = jax.random.split(jax.random.key(0), 3)
     for c in (1.0, 0.25, 0.01):  # reward_scale is traced: one compilation
-        res = _fqe(keys, ds, zeros[:2], _one, cfg, c)
+        res = _fqe(keys, ds, zeros[:2], _one, cfg, reward_scale=c)
         assert isinstance(res, FQEValue)
         np.testing.assert_allclose(res.seed_estimates, 4.0, rtol=1e-9)
         np.testing.assert_allclose(res.standard_error, 0.0, atol=1e-9)
@@ -180,11 +174,11 @@ def test_fqe_value_jit_and_vmap_over_seeds_agree():
     cfg = FittedQConfig(num_actions=2, gamma=0.9, hidden_sizes=(4,), num_steps=3, batch_size=8, dtype="float64")
     keys = jax.random.split(jax.random.key(3), 3)
     s0 = ds.observations[:4]
-    jitted = _fqe(keys, ds, s0, _half, cfg, 0.1)
-    eager = fqe_value(keys, ds, s0, _half, cfg, 0.1)
+    jitted = _fqe(keys, ds, s0, _half, cfg, reward_scale=0.1)
+    eager = fqe_value(keys, ds, s0, _half, cfg, reward_scale=0.1)
     np.testing.assert_allclose(jitted.seed_estimates, eager.seed_estimates, rtol=1e-10)
     np.testing.assert_allclose(jitted.final_loss, eager.final_loss, rtol=1e-10)
-    permuted = _fqe(keys[jnp.array([2, 0, 1])], ds, s0, _half, cfg, 0.1)
+    permuted = _fqe(keys[jnp.array([2, 0, 1])], ds, s0, _half, cfg, reward_scale=0.1)
     np.testing.assert_allclose(permuted.seed_estimates, np.asarray(jitted.seed_estimates)[[2, 0, 1]], rtol=1e-10)
     est = np.asarray(jitted.seed_estimates)
     assert np.ptp(est) > 0  # the seeds differ
@@ -201,7 +195,7 @@ def test_fqe_value_rejects_bad_arguments():
     with pytest.raises(ValueError, match="initial_observations"):
         fqe_value(keys, ds, jnp.zeros((3, 5), jnp.float32), policy, cfg)
     with pytest.raises(ValueError, match="reward_scale"):
-        fqe_value(keys, ds, obs[:2], policy, cfg, 0.0)
+        fqe_value(keys, ds, obs[:2], policy, cfg, reward_scale=0.0)
     with pytest.raises(ValueError, match="method"):
         fqe_value(keys, ds, obs[:2], None, cfg.replace(method="fqi"))
     with pytest.raises(ValueError, match="batch_size"):
@@ -222,5 +216,5 @@ def test_fqe_value_is_exact_on_a_tabular_mdp(garnet_data):
     q_true = np.asarray(q_values(mdp, pi))
     exact = np.mean(np.sum(q_true[:6] * np.asarray(pi)[:6], -1))
     table = lambda o: pi[o]
-    res = _fqe(jax.random.split(jax.random.key(0), 2), ds, jnp.arange(6), table, cfg, 1.0)
+    res = _fqe(jax.random.split(jax.random.key(0), 2), ds, jnp.arange(6), table, cfg, reward_scale=1.0)
     np.testing.assert_allclose(res.seed_estimates, exact, atol=1e-6)

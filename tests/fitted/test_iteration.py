@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 
 from offrl_jax.envs import q_values, value_iteration
-from offrl_jax.experiments.shift import tabular_q_table
-from offrl_jax.fitted import (
-    FittedQConfig,
-    fitted_q_iteration,
-    q_network,
-)
+from offrl_jax.fitted import FittedQConfig, fitted_q_iteration, q_network
 
 # One-hot linear Q (with bias), full-batch gradient descent. Per action the Hessian of the
 # loss has eigenvalues 2/M, 14/M (and 0 along the W/b shift that leaves Q unchanged), so step
@@ -38,7 +33,7 @@ def _bellman_iterates(mdp, k, pi=None):
 @pytest.fixture(scope="module")
 def fqi_run(garnet_data):
     mdp, ds, _ = garnet_data
-    eval_fn = lambda params: tabular_q_table(_apply, params, 7)
+    eval_fn = lambda params: _apply(params, jnp.arange(7))
     return jax.jit(lambda k, d: fitted_q_iteration(k, d, CFG, K, eval_fn=eval_fn))(jax.random.key(0), ds)
 
 
@@ -60,7 +55,7 @@ def test_outer_fqe_iterates_and_reinitialize(garnet_data):
     mdp, ds, pi = garnet_data
     cfg = CFG.replace(method="fqe")
     eval_fn = lambda params: _apply(params, jnp.arange(7))
-    res = jax.jit(lambda k, d: fitted_q_iteration(k, d, cfg, 8, policy=pi, eval_fn=eval_fn, reinitialize=True))(
+    res = jax.jit(lambda k, d: fitted_q_iteration(k, d, cfg, 8, target_policy=pi, eval_fn=eval_fn, reinitialize=True))(
         jax.random.key(1), ds
     )
     exact = _bellman_iterates(mdp, 8, pi)
@@ -74,3 +69,5 @@ def test_bad_iteration_args(garnet_data):
         fitted_q_iteration(jax.random.key(0), ds, CFG, 0)
     with pytest.raises(ValueError, match="policy"):
         fitted_q_iteration(jax.random.key(0), ds, CFG.replace(method="fqe"), 3)
+    with pytest.raises(ValueError, match="discrete"):
+        fitted_q_iteration(jax.random.key(0), ds, FittedQConfig(action_dim=1, gamma=0.5), 3)

@@ -72,9 +72,9 @@ def test_losses_hand():
 def test_policy_probs_table_and_function():
     table = jnp.asarray(RNG.dirichlet(np.ones(A), size=4))
     obs = jnp.array([3, 0, 3])
-    np.testing.assert_allclose(policy_probs(table, obs), np.asarray(table)[[3, 0, 3]])
+    np.testing.assert_allclose(policy_probs(obs, table), np.asarray(table)[[3, 0, 3]])
     f = lambda o: jax.nn.one_hot(o % A, A)
-    np.testing.assert_allclose(policy_probs(f, obs), np.eye(A)[[0, 0, 0]])
+    np.testing.assert_allclose(policy_probs(obs, f), np.eye(A)[[0, 0, 0]])
 
 
 def test_sampled_targets_match_closed_form():

@@ -1,25 +1,26 @@
 """The jitted FQE/FQI loop: exact tabular truth, hand gradient steps, vmap, validation."""
 
-import functools
-
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from offrl_jax.core import make_train_seeds
 from offrl_jax.data import Transitions, to_transitions
 from offrl_jax.envs import q_values, rollout, value_iteration
 from offrl_jax.envs.suite import garnet
 from offrl_jax.fitted import (
     FittedQConfig,
+    default_seeds_per_group,
     init_state,
     initial_value,
+    make_learner,
     make_train,
-    make_train_seeds,
     make_update,
-    train_fitted_q,
-    validate_dataset,
+    q_model_terms,
+    q_network,
+    validate_data,
 )
 
 # One-hot linear (tabular) Q, full batch: the loop is exact fitted policy evaluation.
@@ -126,7 +127,7 @@ def _linear_problem():
 
 def test_update_equals_hand_gradient_step():
     ds, policy, cfg = _linear_problem()
-    state = init_state(jax.random.key(0), cfg, ds.observations[:1])
+    state = init_state(jax.random.key(0), cfg, ds)
     update = make_update(cfg, policy)
     w = np.asarray(state.params["params"]["Dense_0"]["kernel"])
     b = np.asarray(state.params["params"]["Dense_0"]["bias"])
@@ -149,7 +150,7 @@ def test_update_equals_hand_gradient_step():
 
 def test_target_refresh_hard_and_polyak():
     ds, policy, cfg = _linear_problem()
-    state0 = init_state(jax.random.key(0), cfg, ds.observations[:1])
+    state0 = init_state(jax.random.key(0), cfg, ds)
     update = jax.jit(make_update(cfg, policy))
     s = state0
     for step in range(1, 7):
@@ -166,7 +167,7 @@ def test_target_refresh_hard_and_polyak():
 
 def test_update_traces_once():
     ds, policy, cfg = _linear_problem()
-    state = init_state(jax.random.key(0), cfg, ds.observations[:1])
+    state = init_state(jax.random.key(0), cfg, ds)
     update = jax.jit(chex.assert_max_traces(make_update(cfg, policy), n=1))
     for _ in range(3):
         state, _ = update(state, ds)
@@ -178,9 +179,9 @@ def test_vmap_over_seeds_equals_separate_runs(garnet_data):
     _, ds, pi = garnet_data
     cfg = TAB.replace(hidden_sizes=(8,), batch_size=8, num_steps=60, target_update_period=10)
     keys = jax.random.split(jax.random.key(7), 4)
-    fqe = functools.partial(train_fitted_q, policy=pi)
-    batched = jax.jit(jax.vmap(fqe, in_axes=(0, None, None)), static_argnums=2)(keys, ds, cfg)
-    single = jax.jit(make_train(cfg, pi))
+    train = make_train(cfg, pi)
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, ds)
+    single = jax.jit(train)
     for i in range(4):
         one = single(keys[i], ds)
         chex.assert_trees_all_close(
@@ -189,11 +190,26 @@ def test_vmap_over_seeds_equals_separate_runs(garnet_data):
         np.testing.assert_allclose(batched.metrics.loss[i], one.metrics.loss, rtol=1e-10, atol=1e-12)
     assert not np.allclose(batched.metrics.loss[0], batched.metrics.loss[1])
     # Seeds in vmapped groups of 3 (4 = 3 + 1) side by side: the same runs, seed by seed.
-    grouped = jax.jit(make_train_seeds(cfg, pi, seeds_per_group=3))(keys, ds)
+    grouped = jax.jit(make_train_seeds(train, seeds_per_group=3))(keys, ds)
     chex.assert_trees_all_close(grouped.state.params, batched.state.params, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(grouped.metrics.loss, batched.metrics.loss, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="seeds_per_group"):
-        make_train_seeds(cfg, pi, seeds_per_group=0)
+        make_train_seeds(train, seeds_per_group=0)
+    assert 1 <= default_seeds_per_group(4, cfg) <= 4
+
+
+def test_learner_run_in_two_chunks_equals_one(garnet_data):
+    """run(init, 2n) == run(run(init, n), n): the key travels in the state."""
+    _, ds, pi = garnet_data
+    cfg = TAB.replace(hidden_sizes=(8,), batch_size=8, num_steps=40, target_update_period=10)
+    learner = make_learner(cfg, pi)
+    run = jax.jit(learner.run, static_argnums=2)
+    state0 = learner.init(jax.random.key(2), ds)
+    whole, m_whole = run(state0, ds, 40)
+    half, m_a = run(state0, ds, 20)
+    half, m_b = run(half, ds, 20)
+    chex.assert_trees_all_equal(whole.params, half.params)
+    np.testing.assert_array_equal(m_whole.loss, np.concatenate([m_a.loss, m_b.loss]))
 
 
 def test_float32_default(garnet_data):
@@ -228,37 +244,56 @@ def test_bad_config_raises_before_tracing(change, field):
         make_train(TAB.replace(**change))
 
 
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (dict(action_dim=2), "num_actions"),  # both set
+        (dict(features="quadratic"), "features"),  # discrete
+        (dict(num_action_samples=0), "num_action_samples"),
+        (dict(max_grad_norm=-1.0), "max_grad_norm"),
+        (dict(huber_delta=0.0), "huber_delta"),
+    ],
+)
+def test_more_bad_config_fields_raise(change, field):
+    with pytest.raises(ValueError, match=field):
+        TAB.replace(**change)
+
+
 def test_bad_dataset_raises(garnet_data):
     _, ds, pi = garnet_data
     with pytest.raises(ValueError, match="batch_size"):
-        validate_dataset(TAB.replace(batch_size=1000), ds, pi)
+        validate_data(TAB.replace(batch_size=1000), ds, pi)
     with pytest.raises(ValueError, match="num_actions"):
         make_train(TAB.replace(num_actions=2), pi[:, :2] / pi[:, :2].sum(-1, keepdims=True))(jax.random.key(0), ds)
     with pytest.raises(ValueError, match="num_observations"):
-        validate_dataset(TAB.replace(num_observations=5), ds, pi[:5])
+        validate_data(TAB.replace(num_observations=5), ds, pi[:5])
     with pytest.raises(ValueError, match="policy"):
-        validate_dataset(TAB, ds, None)
+        validate_data(TAB, ds, None)
     with pytest.raises(ValueError, match="policy"):
-        validate_dataset(TAB, ds, pi[:, :2])
+        validate_data(TAB, ds, pi[:, :2])
     with pytest.raises(ValueError, match="policy"):
-        validate_dataset(TAB.replace(method="fqi"), ds, pi)
+        validate_data(TAB.replace(method="fqi"), ds, pi)
     with pytest.raises(ValueError, match="observations"):
-        validate_dataset(TAB.replace(num_observations=None), ds, lambda o: o)
+        validate_data(TAB.replace(num_observations=None), ds, lambda o: o)
+    # The policy is checked when the learner is built, before any data.
+    with pytest.raises(ValueError, match="target_policy"):
+        make_train(TAB, pi[:, :2])
+    # Under jit only shapes are known: validate_data is the check before jitting.
+    bad = ds.replace(next_observations=ds.next_observations + 7)
+    with pytest.raises(ValueError, match="num_observations"):
+        validate_data(TAB, bad, pi)
 
 
-def test_dr_inputs_from_tabular_fqe(garnet_data):
-    """dr_inputs gathers Q-hat at logged actions and V-hat under pi, zero on padding."""
+def test_q_model_terms_from_tabular_fqe(garnet_data):
+    """q_model_terms gathers Q-hat at logged actions and V-hat under pi, zero on padding."""
     mdp, _, pi = garnet_data
-    from offrl_jax.fitted import dr_inputs, q_network
-
-    cfg = TAB
-    params = q_network(cfg).init(jax.random.key(0), jnp.zeros(1, jnp.int32))
-    apply = q_network(cfg).apply
+    params = q_network(TAB).init(jax.random.key(0), jnp.zeros(1, jnp.int32))
+    apply = q_network(TAB).apply
     table = np.asarray(apply(params, jnp.arange(7)))
     obs = jnp.array([[0, 3, 5], [2, 1, 0]])
     act = jnp.array([[1, 0, 2], [2, 2, 0]])
     mask = jnp.array([[1.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
-    out = dr_inputs(apply, params, obs, act, pi[obs], mask)
+    out = q_model_terms(apply, params, obs, act, mask, pi)
     o, a, m = np.asarray(obs), np.asarray(act), np.asarray(mask)
     np.testing.assert_allclose(out.q_taken, table[o, a] * m, rtol=1e-12)
     np.testing.assert_allclose(out.v_hat, np.sum(np.asarray(pi)[o] * table[o], -1) * m, rtol=1e-12)

@@ -1,4 +1,5 @@
-"""FQETrainer / FQITrainer: progress, metrics, callbacks, export, determinism, checkpoints."""
+"""FQETrainer / FQITrainer on the generic Trainer: progress, metrics, callbacks, export,
+determinism, checkpoints; FQE, FQI and continuous FQE vmapped over seeds and resumed bit for bit."""
 
 import csv
 import json
@@ -10,8 +11,8 @@ import pytest
 
 from offrl_jax.data import Transitions
 from offrl_jax.envs import TabularMDP
-from offrl_jax.fitted import FittedQConfig
-from offrl_jax.trainers import FQETrainer, FQITrainer
+from offrl_jax.fitted import FittedQConfig, make_train
+from offrl_jax.trainers import FittedQTrainer, FQETrainer, FQITrainer, Trainer
 
 S, A = 5, 2
 CFG = FittedQConfig(
@@ -115,8 +116,92 @@ def test_trainer_rejects_bad_input(problem):
         FQITrainer(ds, CFG)
     with pytest.raises(ValueError, match="batch_size"):
         FQETrainer(ds, CFG.replace(batch_size=1000), pi)
+    with pytest.raises(ValueError, match="num_observations"):
+        FQETrainer(ds.replace(observations=ds.observations + S), CFG, pi)
     with pytest.raises(ValueError, match="chunk_size"):
         FQETrainer(ds, CFG, pi, chunk_size=0)
     tr = FQETrainer(ds, CFG, pi, chunk_size=10, progress=False)
     with pytest.raises(ValueError, match="steps"):
         tr.fit(0)
+
+
+# Continuous actions: a linear-Gaussian target on random float transitions (only the wiring is
+# under test here; tests/fitted/test_continuous.py checks the values against the exact LQR Q).
+CONT = FittedQConfig(
+    action_dim=1, gamma=0.8, features="quadratic", num_action_samples=2, batch_size=16, learning_rate=1e-2,
+    target_update_period=5, num_steps=30,
+)
+
+
+def _sample_actions(key, obs):
+    return -0.3 * obs[:, :1] + 0.1 * jax.random.normal(key, obs.shape[:1] + (1,), obs.dtype)
+
+
+@pytest.fixture(scope="module")
+def continuous_data():
+    rng = np.random.default_rng(4)
+    m = 64
+    obs = rng.normal(size=(m, 2)).astype(np.float32)
+    return Transitions.create(
+        observations=obs, actions=rng.normal(size=(m, 1)).astype(np.float32),
+        rewards=rng.normal(size=m).astype(np.float32), next_observations=rng.normal(size=(m, 2)).astype(np.float32),
+        discounts=np.ones(m, np.float32),
+    )
+
+
+def _case(kind, problem, continuous_data):
+    """(data, config, target policy, trainer factory) of one kind of fitted-Q run."""
+    _, ds, pi = problem
+    if kind == "fqe":
+        return ds, CFG.replace(num_steps=30), pi, lambda **kw: FQETrainer(ds, CFG.replace(num_steps=30), pi, **kw)
+    if kind == "fqi":
+        cfg = CFG.replace(method="fqi", double_q=True, num_steps=30)
+        return ds, cfg, None, lambda **kw: FQITrainer(ds, cfg, **kw)
+    return continuous_data, CONT, _sample_actions, lambda **kw: FQETrainer(continuous_data, CONT, _sample_actions, **kw)
+
+
+@pytest.mark.parametrize("kind", ["fqe", "fqi", "continuous"])
+def test_vmapped_three_seeds_equal_separate_runs(kind, problem, continuous_data):
+    data, cfg, pi, _ = _case(kind, problem, continuous_data)
+    train = make_train(cfg, pi)
+    keys = jax.random.split(jax.random.key(5), 3)
+    batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)
+    single = jax.jit(train)
+    for i in range(3):
+        one = single(keys[i], data)
+        for x, y in zip(jax.tree_util.tree_leaves(batched.state.params), jax.tree_util.tree_leaves(one.state.params)):
+            np.testing.assert_allclose(x[i], y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(batched.metrics.loss[i], one.metrics.loss, rtol=1e-5, atol=1e-6)
+    assert batched.metrics.loss.shape == (3, cfg.num_steps)
+    assert not np.allclose(batched.metrics.loss[0], batched.metrics.loss[1])
+
+
+@pytest.mark.parametrize("kind", ["fqe", "fqi", "continuous"])
+def test_checkpoint_round_trip_resumes_bit_for_bit(kind, problem, continuous_data, tmp_path):
+    *_, make = _case(kind, problem, continuous_data)
+    full = make(seed=2, chunk_size=20, progress=False).fit(20)
+    assert isinstance(full, Trainer) and isinstance(full, FittedQTrainer)
+    full.save(tmp_path / "ck")
+    full.fit(40)
+    resumed = make(seed=2, chunk_size=20, progress=False).restore(tmp_path / "ck")
+    assert resumed.step == 20
+    resumed.fit(40)
+    np.testing.assert_array_equal(resumed.history["loss"], full.history["loss"])
+    _params_equal(resumed.state.params, full.state.params)
+    _params_equal(resumed.state.target_params, full.state.target_params)
+    _params_equal(resumed.state.opt_state, full.state.opt_state)
+    np.testing.assert_array_equal(jax.random.key_data(resumed.state.key), jax.random.key_data(full.state.key))
+
+
+def test_continuous_trainer_estimate_and_config_mismatch(continuous_data, tmp_path):
+    tr = FQETrainer(continuous_data, CONT, _sample_actions, chunk_size=10, progress=False).fit(10)
+    s0 = continuous_data.observations[:8]
+    est = tr.estimate(s0, key=jax.random.key(0), num_samples=4)
+    assert est.shape == () and np.isfinite(float(est))
+    assert tr.q_values(s0, continuous_data.actions[:8]).shape == (8,)
+    with pytest.raises(ValueError, match="key"):
+        tr.estimate(s0)
+    tr.save(tmp_path / "ck")
+    other = FQETrainer(continuous_data, CONT.replace(num_action_samples=3), _sample_actions, progress=False)
+    with pytest.raises(ValueError, match="num_action_samples"):
+        other.restore(tmp_path / "ck")
