@@ -36,7 +36,7 @@ from offrl_jax.envs.lqr import (  # noqa: E402
     lqr_policy_value,
     sample_lqr_transitions,
 )
-from offrl_jax.fitted.continuous import ContinuousFQEConfig, continuous_initial_value, make_continuous_train  # noqa: E402
+from offrl_jax.fitted import FittedQConfig, initial_value, make_train  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
@@ -59,17 +59,17 @@ def run_setting(gamma: float, behaviour: str, features: str, steps: int, seeds: 
         jax.random.key(1), SYSTEM, BEHAVIOURS[behaviour], 1000, 20
     )
     if features == "quadratic":
-        cfg = ContinuousFQEConfig(
+        cfg = FittedQConfig(
             action_dim=1, gamma=gamma, features="quadratic", num_action_samples=4, num_steps=steps,
             batch_size=256, learning_rate=1e-2, tau=0.05, dtype="float64",
         )
     else:
-        cfg = ContinuousFQEConfig(
+        cfg = FittedQConfig(
             action_dim=1, gamma=gamma, features="mlp", hidden_sizes=(64, 64), num_action_samples=4,
             num_steps=steps, batch_size=256, learning_rate=3e-3, tau=0.05, dtype="float32",
         )
         ds = jax.tree.map(lambda x: x.astype(jnp.float32), ds)
-    train = jax.jit(jax.vmap(make_continuous_train(cfg, TARGET.sample_actions), in_axes=(0, None)))
+    train = jax.jit(jax.vmap(make_train(cfg, TARGET.sample_actions), in_axes=(0, None)))
     keys = jax.random.split(jax.random.key(0), seeds)
     timing, res, _ = harness.time_jit(train, keys, ds, repeats=repeats)
     s0 = jnp.asarray(
@@ -77,7 +77,7 @@ def run_setting(gamma: float, behaviour: str, features: str, steps: int, seeds: 
         ds.observations.dtype,
     )
     estimate = jax.jit(
-        jax.vmap(lambda p: continuous_initial_value(res.state.apply_fn, p, jax.random.key(3), s0, TARGET.sample_actions, 8))
+        jax.vmap(lambda p: initial_value(res.state.apply_fn, p, s0, TARGET.sample_actions, key=jax.random.key(3), num_samples=8))
     )
     j_hat = np.asarray(estimate(res.state.params), np.float64)
     rel = (j_hat - j) / abs(j)

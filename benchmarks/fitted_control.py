@@ -2,7 +2,7 @@
 
 For each task: a dataset of episodes of an epsilon-mixed behaviour controller
 (``offrl_jax.envs.control_policies.controller``), FQE (MLP, in-jit ``make_train``, seeds
-vmapped, ``offrl_jax.fitted.control.fqe_value``) of a *different* target controller, and its
+vmapped, ``offrl_jax.experiments.control_fqe.fqe_value``) of a *different* target controller, and its
 estimate Ĵ = mean over the dataset's initial observations of Σ_a π(a|s_0) Q̂(s_0, a) against the
 target's Monte-Carlo value with standard error (independent key, 1000 episodes).
 
@@ -55,7 +55,8 @@ def run_task(env_name: str, s: dict) -> dict:
     from offrl_jax.envs.control import control_rollout, make_env, monte_carlo_value
     from offrl_jax.envs.control_policies import controller
     from offrl_jax.fitted import FittedQConfig
-    from offrl_jax.fitted.control import controller_probs, fqe_value, time_aware_transitions, with_time
+    from offrl_jax.experiments.control_fqe import controller_probs, fqe_value
+    from offrl_jax.fitted import time_aware_transitions, with_time
 
     num_actions, beh_eps, tgt_eps, episodes = TASKS[env_name]
     episodes = max(episodes // s["episodes_div"], 10)
@@ -85,7 +86,7 @@ def run_task(env_name: str, s: dict) -> dict:
         batch_size=256, learning_rate=1e-3, target_update_period=10,
     )
     keys = jax.random.split(jax.random.key(1), s["seeds"])
-    f = lambda k, d, o, c: fqe_value(k, d, o, policy, cfg, c)  # noqa: E731  (policy, config static)
+    f = lambda k, d, o, c: fqe_value(k, d, o, policy, cfg, reward_scale=c)  # noqa: E731  (policy, config static)
     timing, res, _ = harness.time_jit(f, keys, data, s0, 1.0 - GAMMA, repeats=s["repeats"])
     run_s = timing.run_s
 

@@ -5,7 +5,7 @@ Measures, in one run on this machine:
   * gradient steps/s of the jitted FQE loop (``lax.scan`` with in-jit minibatch sampling),
     MLP 2x256, batch 256, and the step's FLOP rate as a fraction of the matmul rate;
   * seed-steps/s with 1, 4, 16 vmapped seeds (and 16 as vmapped groups side by side,
-    `fitted.make_train_seeds`'s CPU default: groups of 1 for 2x256, of 4 for 2x64), for 2x64 and 2x256 networks;
+    `core.make_train_seeds` with `fitted.default_seeds_per_group`'s CPU default: groups of 1 for 2x256, of 4 for 2x64), for 2x64 and 2x256 networks;
   * d3rlpy's DiscreteFQE (optional; in the interpreter named by ``--peer-python`` or
     ``$OFFRL_JAX_PEER_PYTHON``, run as a subprocess) on the same data and network size:
     ``update()`` alone and ``fit()`` end to end;
@@ -141,15 +141,16 @@ def fqe_speed(data, policy, hidden, batch, steps, repeats, seeds=1, grouped=Fals
     groups side by side in one program, sized by ``fitted.default_seeds_per_group`` (``make_train_seeds``)."""
     import jax
 
-    from offrl_jax.fitted import FittedQConfig, init_state, make_run
+    from offrl_jax.fitted import FittedQConfig, make_learner
 
     cfg = FittedQConfig(
         num_actions=2, hidden_sizes=hidden, batch_size=batch, gamma=GAMMA, learning_rate=3e-4,
         target_update_period=100,
     )
-    run = make_run(cfg, policy)
+    learner = make_learner(cfg, policy)
+    run = learner.run
     keys = jax.random.split(jax.random.key(0), seeds)
-    init = jax.jit(jax.vmap(lambda k: init_state(k, cfg, data.observations[:1])))
+    init = jax.jit(jax.vmap(lambda k: learner.init(k, data)))
     states = init(keys)
     vrun = jax.vmap(run, in_axes=(0, None, None))
     if grouped:
@@ -180,7 +181,7 @@ def fqe_accuracy(traj, data, policy, tgt, steps, mc_episodes):
     )
     res = jax.jit(make_train(cfg, policy))(jax.random.key(1), data)
     obs0 = traj.observations[:, 0]
-    est = float(initial_value(res.state.apply_fn, res.state.params, obs0, policy(obs0)))
+    est = float(initial_value(res.state.apply_fn, res.state.params, obs0, policy))
     mc = jax.jit(monte_carlo_value, static_argnames=("env", "policy", "num_episodes", "horizon", "gamma"))(
         jax.random.key(123), ENV, tgt.policy, tgt.params, num_episodes=mc_episodes, horizon=None, gamma=GAMMA
     )

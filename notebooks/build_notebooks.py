@@ -507,7 +507,7 @@ results.update(lspi_hamming=hamming, lspi_value=float(policy_value(mdp, lspi_pol
 transitions = to_transitions(data)
 config = fitted.FittedQConfig(num_actions=A, method="fqe", gamma=gamma, hidden_sizes=(32,), num_observations=S,
                               num_steps=50, batch_size=512, learning_rate=1e-2, dtype="float64")
-fqe = fitted.fitted_q_iteration(jax.random.key(1), transitions, config, num_iterations=60, policy=target)
+fqe = fitted.fitted_q_iteration(jax.random.key(1), transitions, config, num_iterations=60, target_policy=target)
 q_fqe = fitted.q_network(config).apply(fqe.state.params, jnp.arange(S))
 fqe_value = float(mdp.initial @ jnp.sum(target * q_fqe, -1))
 print(f"FQE: J_hat = {fqe_value:.3f}   LSTDQ (tabular) = {float(mdp.initial @ jnp.sum(target * q_model, -1)):.3f}"
