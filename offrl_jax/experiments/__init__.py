@@ -5,3 +5,32 @@ suite problems, FQE on gymnax control tasks, result tables and labels. This is t
 (with the trainers and the CLI) that imports both :mod:`offrl_jax.envs` and the algorithm
 families; the families themselves never import environments.
 """
+
+from offrl_jax.experiments.control_fqe import FQEValue, controller_probs, fqe_value
+from offrl_jax.experiments.cross_fit import cross_fitted_fqe_terms, cross_fitted_model_terms
+from offrl_jax.experiments.mis_table import mis_rows
+from offrl_jax.experiments.shift import (
+    ShiftCurves,
+    ShiftReport,
+    fitted_distribution_shift,
+    linear_distribution_shift,
+    linear_q_tables,
+    tabular_q_table,
+    thinks_vs_does,
+)
+
+__all__ = [
+    "FQEValue",
+    "ShiftCurves",
+    "ShiftReport",
+    "controller_probs",
+    "cross_fitted_fqe_terms",
+    "cross_fitted_model_terms",
+    "fitted_distribution_shift",
+    "fqe_value",
+    "linear_distribution_shift",
+    "linear_q_tables",
+    "mis_rows",
+    "tabular_q_table",
+    "thinks_vs_does",
+]
