@@ -19,7 +19,7 @@ not the reset one.
 
 Jit with the environment, policies and sizes static, e.g.
 ``jax.jit(control_rollout, static_argnames=("env", "policy", "num_episodes", "horizon",
-"target"))``; parameters (``params``, ``target_params``, ``env_params``) stay traced, so one
+"target_policy"))``; parameters (``params``, ``target_params``, ``env_params``) stay traced, so one
 compilation serves every ``epsilon``.
 """
 
@@ -194,7 +194,7 @@ def control_episode(
     policy: Union[ControlPolicy, SampleFn],
     params: Any,
     horizon: int,
-    target: Union[ControlPolicy, LogProbFn, None] = None,
+    target_policy: Union[ControlPolicy, LogProbFn, None] = None,
     target_params: Any = None,
     dtype: Any = None,
 ) -> Trajectories:
@@ -215,7 +215,7 @@ def control_episode(
         log_prob)`` (static).
       params: policy parameters (pytree).
       horizon: T (static Python int).
-      target: optional :class:`ControlPolicy` or log-prob function ``(params, obs, action) ->
+      target_policy: optional :class:`ControlPolicy` or log-prob function ``(params, obs, action) ->
         log_prob`` of a target policy (static).
       target_params: the target's parameters.
       dtype: float dtype of observations, rewards, discounts, mask and log-probabilities;
@@ -224,11 +224,11 @@ def control_episode(
     Returns:
       :class:`~offrl_jax.data.Trajectories` of one episode, with ``[T, ...]`` arrays:
       observations ``[T, obs_dim]``, actions ``[T]`` int32, rewards, next_observations,
-      discounts, mask, behavior_log_probs, and target_log_probs when ``target`` is given.
+      discounts, mask, behavior_log_probs, and target_log_probs when ``target_policy`` is given.
       Padded steps are 0, except ``discounts`` (1, as in the tabular rollouts).
     """
     sample = _sample_fn(policy)
-    log_prob_target = None if target is None else _log_prob_fn(target)
+    log_prob_target = None if target_policy is None else _log_prob_fn(target_policy)
     obs0 = jax.eval_shape(lambda k: env.reset(k, env_params)[0], key)
     if dtype is None:
         dtype = obs0.dtype if jnp.issubdtype(obs0.dtype, jnp.floating) else jnp.float32
@@ -262,7 +262,7 @@ def control_rollout(
     params: Any,
     num_episodes: int,
     horizon: Optional[int] = None,
-    target: Union[ControlPolicy, LogProbFn, None] = None,
+    target_policy: Union[ControlPolicy, LogProbFn, None] = None,
     target_params: Any = None,
     env_params: Any = None,
     dtype: Any = None,
@@ -283,7 +283,7 @@ def control_rollout(
       params: behaviour parameters (pytree, traced).
       num_episodes: N (static Python int >= 1).
       horizon: T (static Python int >= 1); defaults to ``env_params.max_steps_in_episode``.
-      target: optional target :class:`ControlPolicy` or log-prob function ``(params, obs,
+      target_policy: optional target :class:`ControlPolicy` or log-prob function ``(params, obs,
         action) -> log_prob`` (static); fills ``target_log_probs`` at the logged actions.
       target_params: target parameters.
       env_params: gymnax ``EnvParams``; defaults to the environment's defaults.
@@ -292,7 +292,7 @@ def control_rollout(
     Returns:
       :class:`~offrl_jax.data.Trajectories` with observations/next_observations ``[N, T,
       obs_dim]``, actions ``[N, T]`` int32, rewards, discounts, mask, behavior_log_probs
-      ``[N, T]`` and target_log_probs ``[N, T]`` when ``target`` is given.
+      ``[N, T]`` and target_log_probs ``[N, T]`` when ``target_policy`` is given.
 
     Raises:
       ValueError: on an unknown environment or non-positive sizes (host-side, before tracing).
@@ -300,12 +300,12 @@ def control_rollout(
     validate_control_args(env, num_episodes, horizon)
     env_obj, env_params = make_env(env, env_params)
     horizon = _default_horizon(env_params) if horizon is None else horizon
-    if isinstance(target, ControlPolicy) and target_params is None:
+    if isinstance(target_policy, ControlPolicy) and target_params is None:
         raise ValueError("target_params: a target ControlPolicy was given without its parameters")
 
     def one(k):
         return control_episode(
-            k, env_obj, env_params, policy, params, horizon, target, target_params, dtype
+            k, env_obj, env_params, policy, params, horizon, target_policy, target_params, dtype
         )
 
     return jax.vmap(one)(jax.random.split(key, num_episodes))

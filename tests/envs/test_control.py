@@ -269,7 +269,7 @@ def test_graded_quality_and_mc_agrees_with_independent_rollouts(name):
 SMALL = dict(env="MountainCar-v0", num_episodes=4, horizon=30)
 _small_rollout = jax.jit(
     functools.partial(control_rollout, dtype=jnp.float32, **SMALL),
-    static_argnames=("policy", "target"),
+    static_argnames=("policy", "target_policy"),
 )
 
 
@@ -278,10 +278,10 @@ def test_jit_equals_nojit_and_bare_functions_and_float32():
     target, target_params = controller("MountainCar-v0", 0.1)
     key = jax.random.key(3)
     jitted = _small_rollout(
-        key, policy=policy, params=params, target=target, target_params=target_params
+        key, policy=policy, params=params, target_policy=target, target_params=target_params
     )
     eager = control_rollout(
-        key, policy=policy.sample, params=params, target=target.log_prob,
+        key, policy=policy.sample, params=params, target_policy=target.log_prob,
         target_params=target_params, dtype=jnp.float32, **SMALL,
     )
     for f in ("observations", "actions", "rewards", "next_observations", "discounts", "mask",
@@ -359,7 +359,7 @@ def test_validation_errors_name_the_argument():
     with pytest.raises(ValueError, match="gamma"):
         control_returns(key, "CartPole-v1", policy, params, 4, 10, 2.0)
     with pytest.raises(ValueError, match="target_params"):
-        control_rollout(key, "CartPole-v1", policy, params, 4, 10, target=policy)
+        control_rollout(key, "CartPole-v1", policy, params, 4, 10, target_policy=policy)
     with pytest.raises(ValueError, match="env_name"):
         controller("Pendulum-v1", 0.1)
     for bad in (-0.1, 1.01, float("nan")):
