@@ -26,11 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.ope.estimators import WeightedEstimate, _ess, _masked
 from offrl_jax.core.blocking import map_rows, scan_rows
-from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.diagnostics import effective_sample_size
+from offrl_jax.core.model_terms import ModelTerms  # noqa: F401  (still imported from here by fitted.horizon)
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
-from offrl_jax.core.weights import cumulative_log_weights, log_discounts, normalized_weights, safe_ratio
+from offrl_jax.core.weights import cumulative_log_weights, log_discounts, safe_ratio
+from offrl_jax.ope._common import masked as _masked
+from offrl_jax.ope.importance_sampling import WeightedEstimate
 
 Array = Any
 
@@ -306,8 +308,8 @@ def weighted_doubly_robust_with_info(
     now = safe_ratio(sums.sums[0], sums.total)
     # w-bar_{-1} = 1/N: the first V-hat term is the plain mean of V-hat(s_0).
     prev = jnp.concatenate([jnp.mean(v_first)[None], safe_ratio(sums.sums[1], sums.total)[:-1]])
-    w_final, _ = normalized_weights(log_w_final, axis=0)
-    return WeightedEstimate(jnp.sum(disc * (now + prev)), jnp.any(sums.total <= 0), _ess(w_final))
+    ess = effective_sample_size(log_w_final)
+    return WeightedEstimate(jnp.sum(disc * (now + prev)), jnp.any(sums.total <= 0), ess)
 
 
 def weighted_doubly_robust(

@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.ope.confidence import bootstrap_indices
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, normalized_weights
+from offrl_jax.ope._common import masked as _masked
+from offrl_jax.ope.bootstrap import bootstrap_indices
 
 Array = Any
 
@@ -125,10 +126,6 @@ def _validate_j_steps(j_steps: Sequence[int], model_value: Any) -> tuple:
     if -2 in js and model_value is None:
         raise ValueError("j_steps: j = -2 (the model's value) needs model_value")
     return js
-
-
-def _masked(x: Array, mask: Array) -> Array:
-    return jnp.where(mask > 0, x, jnp.zeros_like(x))
 
 
 def _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat):

@@ -11,12 +11,10 @@ import scipy.stats
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite import model_fail
 from offrl_jax.envs.tabular import policy_value
-from offrl_jax.ope.confidence import (
-    bootstrap_indices,
-    bootstrap_interval,
+from offrl_jax.ope.bootstrap import bootstrap_indices, bootstrap_interval
+from offrl_jax.ope.hcope import hcope_lower_bound, hcope_split
+from offrl_jax.ope.intervals import (
     empirical_bernstein_bound,
-    hcope_lower_bound,
-    hcope_split,
     hoeffding_bound,
     student_t_interval,
     student_t_quantile,

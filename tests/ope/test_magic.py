@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite import make_problem, problem_value
-from offrl_jax.ope.confidence import bootstrap_interval
+from offrl_jax.ope.bootstrap import bootstrap_interval
 from offrl_jax.ope.doubly_robust import direct_method, weighted_doubly_robust
 from offrl_jax.ope.magic import default_j_steps, j_step_returns, magic, simplex_qp
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from offrl_jax.core.blocking import map_rows, scan_rows
+from offrl_jax.core.diagnostics import effective_sample_size
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import (
     clip_log_ratios,
@@ -36,6 +37,7 @@ from offrl_jax.core.weights import (
     normalized_weights,
     safe_ratio,
 )
+from offrl_jax.ope._common import masked as _masked
 
 Array = Any
 
@@ -67,11 +69,6 @@ class WeightedEstimate(NamedTuple):
     estimate: Array
     zero_weight_sum: Array
     ess: Array
-
-
-def _masked(x: Array, mask: Array) -> Array:
-    x = jnp.asarray(x)
-    return jnp.where(jnp.asarray(mask) > 0, x, jnp.zeros_like(x))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -310,7 +307,7 @@ def weighted_is_with_info(
 
     log_w, returns = map_rows(rows, (rewards, log_ratios, mask), chunk_rows)
     w_bar, zero = normalized_weights(log_w, axis=0)
-    return WeightedEstimate(jnp.sum(w_bar * returns), zero, _ess(w_bar))
+    return WeightedEstimate(jnp.sum(w_bar * returns), zero, effective_sample_size(log_w))
 
 
 def weighted_is(
@@ -383,8 +380,8 @@ def weighted_per_decision_is_with_info(
 
     log_w_final, (sums,) = scan_rows(rows, (rewards, log_ratios, mask), chunk_rows)
     per_step = safe_ratio(sums.sums[0], sums.total)
-    w_final, _ = normalized_weights(log_w_final, axis=0)
-    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(sums.total <= 0), _ess(w_final))
+    ess = effective_sample_size(log_w_final)
+    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(sums.total <= 0), ess)
 
 
 def weighted_per_decision_is(
@@ -424,7 +421,10 @@ def weighted_per_decision_is(
 
 
 def _final_log_weight(log_ratios, mask, max_log_ratio=None, max_log_weight=None):
-    """log w_{0:T-1} along the last axis (a sum, no cumulative sum needed)."""
+    """log w_{0:T-1} along the last axis: the last column of ``core.cumulative_log_weights``.
+
+    Formed as a plain sum (the same value without the ``[T, T]`` cumulative-sum work).
+    """
     lr = _masked(log_ratios, mask)
     lr = clip_log_ratios(lr, max_log_ratio)
     log_w = jnp.sum(lr, axis=-1)
@@ -432,8 +432,3 @@ def _final_log_weight(log_ratios, mask, max_log_ratio=None, max_log_weight=None)
         log_w = jnp.minimum(log_w, jnp.asarray(max_log_weight, log_w.dtype))
     return log_w
 
-
-def _ess(w_bar: Array) -> Array:
-    """(sum w)^2 / sum w^2 from normalised weights (0 when all are 0)."""
-    s2 = jnp.sum(w_bar * w_bar)
-    return jnp.where(s2 > 0, jnp.sum(w_bar) ** 2 / jnp.where(s2 > 0, s2, 1.0), 0.0)
