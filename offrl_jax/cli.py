@@ -118,16 +118,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     enable_compilation_cache()
     import jax
 
-    # The demo's programs run once on small data: compiling them fast beats optimising them.
-    jax.config.update("jax_disable_most_optimizations", os.environ.get("OFFRL_JAX_OPTIMIZE", "") in ("", "0"))
     from offrl_jax.experiments.demo import demo_table, run_demo
 
+    # The demo's programs run once on small data: compiling them fast beats optimising them.
+    fast = os.environ.get("OFFRL_JAX_OPTIMIZE", "") in ("", "0")
+    previous = jax.config.jax_disable_most_optimizations
+    jax.config.update("jax_disable_most_optimizations", fast)
     try:
         rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence,
                         q_hat=args.q_hat, quiet=args.quiet)
     except ValueError as e:
-        print(f"\noffrl-jax demo: error: {e}", file=sys.stderr)
+        print(f"offrl-jax demo: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
     print(demo_table(rows, args.env, args.confidence))
     return 0
 

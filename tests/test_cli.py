@@ -1,5 +1,6 @@
 """The command line and its demo: end to end on a small problem, listing, argument errors, cache."""
 
+import jax
 import numpy as np
 import pytest
 
@@ -15,10 +16,12 @@ def _no_persistent_cache(monkeypatch):
 
 
 def test_demo_with_fqe_q_hat(capsys):
-    args = ["demo", "--env", "model_fail", "--num-episodes", "40", "--quiet", "--q-hat", "fqe"]
+    # N = 200 as in test_demo_reports_exact_values: the estimators' program compiles once.
+    args = ["demo", "--env", "model_fail", "--num-episodes", "200", "--quiet", "--q-hat", "fqe"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "exact J(target)" in out and "behaviour returns" in out and "DR (cross-fitted FQE)" in out
+    assert not jax.config.jax_disable_most_optimizations  # the demo's fast compiles end with main()
 
 
 def test_demo_reports_exact_values():
@@ -66,8 +69,6 @@ def test_run_demo_errors_name_the_argument():
 
 def test_compilation_cache_is_opt_out(monkeypatch, tmp_path):
     calls = {}
-    import jax
-
     monkeypatch.setattr(jax.config, "update", lambda k, v: calls.__setitem__(k, v))
     assert cli.enable_compilation_cache() is None and not calls  # OFFRL_JAX_NO_CACHE=1 (fixture)
     monkeypatch.setenv("OFFRL_JAX_NO_CACHE", "0")

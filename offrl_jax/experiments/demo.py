@@ -58,8 +58,9 @@ class _Progress:
         return self
 
     def __exit__(self, *exc):
-        if not self.quiet and exc[0] is None:
-            print(f" done ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
+        if not self.quiet:
+            what = "done" if exc[0] is None else "failed"
+            print(f" {what} ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
 
 
 class _Simulation(NamedTuple):
