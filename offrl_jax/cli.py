@@ -122,7 +122,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # The demo's programs run once on small data: compiling them fast beats optimising them.
     fast = os.environ.get("OFFRL_JAX_OPTIMIZE", "") in ("", "0")
-    previous = jax.config.jax_disable_most_optimizations
+    previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", fast)
     try:
         rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence,

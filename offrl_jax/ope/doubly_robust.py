@@ -118,6 +118,7 @@ def doubly_robust_values(
     q_taken: Array,
     v_hat: Array,
     discounts: Optional[Array] = None,
+    *,
     method: str = "scan",
 ) -> Array:
     """Per-step DR values V_DR(t) of one trajectory by the backward recursion (per-trajectory core).
@@ -186,6 +187,7 @@ def doubly_robust_returns(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     method: str = "scan",
     chunk_rows: Optional[int] = None,
 ) -> Array:
@@ -229,6 +231,7 @@ def doubly_robust(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     method: str = "scan",
     validate: bool = True,
     chunk_rows: Optional[int] = None,
@@ -259,7 +262,8 @@ def doubly_robust(
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
-    return jnp.mean(doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method, chunk_rows))
+    returns = doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method=method, chunk_rows=chunk_rows)
+    return jnp.mean(returns)
 
 
 def weighted_doubly_robust_with_info(
@@ -269,6 +273,7 @@ def weighted_doubly_robust_with_info(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     validate: bool = True,
     chunk_rows: Optional[int] = None,
 ) -> WeightedEstimate:
@@ -319,6 +324,7 @@ def weighted_doubly_robust(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     validate: bool = True,
     chunk_rows: Optional[int] = None,
 ) -> Array:
@@ -346,5 +352,5 @@ def weighted_doubly_robust(
       scalar estimate of J(pi).
     """
     return weighted_doubly_robust_with_info(
-        rewards, log_ratios, mask, gamma, q_taken, v_hat, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, q_taken, v_hat, validate=validate, chunk_rows=chunk_rows
     ).estimate

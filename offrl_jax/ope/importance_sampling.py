@@ -79,6 +79,7 @@ def trajectory_is_return(
     log_ratios: Array,
     mask: Array,
     gamma: Array,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
 ) -> Array:
@@ -112,6 +113,7 @@ def per_decision_is_return(
     log_ratios: Array,
     mask: Array,
     gamma: Array,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
 ) -> Array:
@@ -158,6 +160,7 @@ def trajectory_is_returns(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     chunk_rows: Optional[int] = None,
@@ -168,7 +171,7 @@ def trajectory_is_returns(
     t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed
     in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
-    f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
+    f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
@@ -177,6 +180,7 @@ def per_decision_is_returns(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     chunk_rows: Optional[int] = None,
@@ -186,7 +190,7 @@ def per_decision_is_returns(
     Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are
     processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
-    f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
+    f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
@@ -205,6 +209,7 @@ def trajectory_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -234,8 +239,9 @@ def trajectory_is(
       ValueError: naming the argument, on bad input (see ``validate_ope_inputs``).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
+    options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
-        trajectory_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+        trajectory_is_returns(rewards, log_ratios, mask, gamma, **options)
     )
 
 
@@ -244,6 +250,7 @@ def per_decision_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -269,8 +276,9 @@ def per_decision_is(
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
+    options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
-        per_decision_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+        per_decision_is_returns(rewards, log_ratios, mask, gamma, **options)
     )
 
 
@@ -279,6 +287,7 @@ def weighted_is_with_info(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -315,6 +324,7 @@ def weighted_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -341,7 +351,8 @@ def weighted_is(
       scalar estimate of J(pi).
     """
     return weighted_is_with_info(
-        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight,
+        validate=validate, chunk_rows=chunk_rows,
     ).estimate
 
 
@@ -350,6 +361,7 @@ def weighted_per_decision_is_with_info(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -389,6 +401,7 @@ def weighted_per_decision_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -416,7 +429,8 @@ def weighted_per_decision_is(
       scalar estimate of J(pi).
     """
     return weighted_per_decision_is_with_info(
-        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight,
+        validate=validate, chunk_rows=chunk_rows,
     ).estimate
 
 

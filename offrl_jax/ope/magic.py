@@ -155,6 +155,7 @@ def j_step_returns(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     j_steps: Optional[Sequence[int]] = None,
     model_value: Optional[Any] = None,
     centred: bool = False,
@@ -315,6 +316,7 @@ def magic(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     j_steps: Optional[Sequence[int]] = None,
     model_value: Optional[Any] = None,
     num_resamples: int = 200,
@@ -371,7 +373,10 @@ def magic(
         raise ValueError(f"rewards: expected N >= 2 trajectories, found shape {list(np.shape(rewards))}")
     if model_value is not None and is_concrete(model_value) and not np.isfinite(np.asarray(model_value)).all():
         raise ValueError(f"model_value: expected a finite scalar, found {model_value}")
-    jr = j_step_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, j_steps, model_value, centred_covariance)
+    jr = j_step_returns(
+        rewards, log_ratios, mask, gamma, q_taken, v_hat, j_steps=j_steps, model_value=model_value,
+        centred=centred_covariance,
+    )
     g, per = jr.returns, jr.per_trajectory
     n, k = per.shape
     dtype = per.dtype

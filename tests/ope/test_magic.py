@@ -51,7 +51,7 @@ def test_j_step_returns_match_definition_dm_and_wdr():
     rewards, log_ratios, mask, q, v = data
     gamma = 0.9
     js = (-2, -1, 0, 1, 2, 3, 4, 6)
-    res = jax.jit(lambda *a: j_step_returns(*a, gamma, q, v, js, model_value=1.25))(rewards, log_ratios, mask)
+    res = jax.jit(lambda *a: j_step_returns(*a, gamma, q, v, j_steps=js, model_value=1.25))(rewards, log_ratios, mask)
     for k, j in enumerate(js):
         expected = 1.25 if j == -2 else _j_step_numpy(rewards, log_ratios, mask, gamma, q, v, j)
         np.testing.assert_allclose(res.returns[k], expected, rtol=1e-12, atol=1e-12)
