@@ -1,4 +1,17 @@
-"""Command line: ``offrl-jax demo`` (the main job), ``offrl-jax envs``, ``offrl-jax bench``."""
+"""Command line: ``offrl-jax demo`` (the main job), ``offrl-jax envs``, ``offrl-jax bench``.
+
+This module only parses arguments and calls :mod:`offrl_jax.experiments.demo`. Heavy imports
+happen after parsing, so ``offrl-jax --help`` and argument errors do not wait for JAX. User
+errors print one line on stderr and exit with status 2 (no traceback).
+
+The demo keeps JAX's persistent compilation cache in the user's cache directory
+(``$XDG_CACHE_HOME/offrl_jax/jax``, default ``~/.cache/offrl_jax/jax``), so a second run loads
+its compiled programs instead of compiling them; set ``OFFRL_JAX_NO_CACHE=1`` to turn it off.
+The demo's programs run once on small data, so they are compiled with most XLA optimisations
+off (``jax_disable_most_optimizations``: about half the compile time; float32 results may move
+in the last printed digit); set ``OFFRL_JAX_OPTIMIZE=1`` for fully optimised programs. The
+library itself never changes JAX's configuration.
+"""
 
 from __future__ import annotations
 
@@ -6,165 +19,47 @@ import argparse
 import os
 import runpy
 import sys
-import time
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        """One line on stderr and exit status 2 (argparse would also print the usage)."""
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-class _Progress:
-    """One line per stage on stderr, with its elapsed time (JAX compiles can take seconds)."""
+def _int_at_least(low: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, found {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer {what}, found {value}")
+        return value
 
-    def __init__(self, total: int, quiet: bool = False):
-        self.total, self.i, self.quiet = total, 0, quiet
-
-    def __call__(self, what: str):
-        self.i += 1
-        if not self.quiet:
-            print(f"[{self.i}/{self.total}] {what} ...", end="", file=sys.stderr, flush=True)
-        self.t0 = time.perf_counter()
-        return self
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if not self.quiet:
-            print(f" done ({time.perf_counter() - self.t0:.1f} s)", file=sys.stderr, flush=True)
+    return parse
 
 
-def format_table(rows: Sequence[dict], columns: Sequence[str], headers: Optional[Sequence[str]] = None) -> str:
-    """A plain aligned text table of dict rows (floats to 4 decimals, missing cells blank)."""
-    headers = list(headers or columns)
-
-    def cell(v):
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:+.4f}"
-        return str(v)
-
-    body = [[cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
-    sep = "  ".join("-" * w for w in widths)
-    out = [line, sep] + ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(b, widths))) for b in body]
-    return "\n".join(out)
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level in (0, 1), found {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a level in (0, 1), found {value}")
+    return value
 
 
-def run_demo(env: str, num_episodes: Optional[int], horizon: Optional[int], seed: int,
-             confidence: float, quiet: bool = False, q_hat: str = "model") -> List[dict]:
-    """Builds a standard problem, logs data under its behaviour policy and evaluates its target.
-
-    Returns the table rows (dicts with ``method``, ``estimate``, ``lower``, ``upper``, ``error``).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from offrl_jax.envs import policy_value, rollout
-    from offrl_jax.envs.suite import make_problem
-
-    progress = _Progress(4, quiet)
-    with progress(f"building problem {env!r}"):
-        problem = make_problem(env)
-        n = num_episodes or problem.num_episodes
-        t = horizon or problem.horizon
-        if n < 2 or t < 1:
-            raise ValueError(f"num_episodes/horizon: expected N >= 2 and T >= 1, found N={n}, T={t}")
-        mdp_t = problem.mdp.replace(horizon=t)
-        gamma = float(problem.mdp.gamma)
-    with progress(f"collecting {n} episodes of at most {t} steps (compiles once)"):
-        collect = jax.jit(rollout, static_argnums=(3, 4))
-        data = collect(jax.random.key(seed), problem.mdp, problem.behavior, n, t, problem.target)
-        jax.block_until_ready(data)
-    with progress("exact values from the model"):
-        j_target = float(policy_value(mdp_t, problem.target))
-        j_behavior = float(policy_value(mdp_t, problem.behavior))
-    rows = [
-        dict(method="exact J(target)", estimate=j_target),
-        dict(method="exact J(behaviour)", estimate=j_behavior),
-    ]
-    with progress("estimators"):
-        from offrl_jax.ope import student_t_interval
-
-        ci = student_t_interval(data.returns(gamma), confidence=confidence)
-        rows.append(dict(method="behaviour returns (on-policy mean)", estimate=float(ci.estimate),
-                         lower=float(ci.lower), upper=float(ci.upper)))
-        rows.extend(_estimator_rows(problem, data, gamma, t, confidence, seed, j_target, q_hat))
-    for r in rows[2:]:
-        r["error"] = r["estimate"] - j_target
-    return rows
-
-
-def cross_fitted_model_terms(data, num_observations: int, num_actions: int, policy, gamma: float, horizon: int):
-    """Q-hat terms from the certainty-equivalence model, cross-fitted over two halves.
-
-    The model estimated on one half of the trajectories gives ``q_taken``/``v_hat`` for the other
-    half (and vice versa), so Q-hat is independent of the trajectories it corrects, which keeps DR
-    unbiased (Jiang & Li 2016 assume an independent Q-hat).
-    """
-    import jax
-    import jax.numpy as jnp
-
-    from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
-    from offrl_jax.ope import ModelTerms
-
-    n = data.rewards.shape[0]
-    half = n // 2
-    parts = [jax.tree_util.tree_map(lambda x: x[:half], data), jax.tree_util.tree_map(lambda x: x[half:], data)]
-    terms = []
-    for fit, apply in ((parts[1], parts[0]), (parts[0], parts[1])):
-        model = estimate_mdp(fit, num_observations, num_actions, gamma, horizon)
-        terms.append(model_q_hat(model, policy, apply))
-    return ModelTerms(q_taken=jnp.concatenate([terms[0][0], terms[1][0]]),
-                      v_hat=jnp.concatenate([terms[0][1], terms[1][1]]))
-
-
-def _estimator_rows(problem, data, gamma, horizon, confidence, seed, true_value, q_hat="model") -> List[dict]:
-    """OPE rows: IS family, DM/DR/WDR/MAGIC with a cross-fitted Q-hat (tabular model or FQE)."""
-    import jax
-
-    from offrl_jax.ope import evaluate
-
-    mdp = problem.mdp
-    if q_hat == "fqe":
-        from offrl_jax.fitted.horizon import cross_fitted_fqe_terms
-
-        terms = cross_fitted_fqe_terms(jax.random.key(seed + 2), data, mdp.num_observations, mdp.num_actions,
-                                       problem.target, gamma)
-        source = "cross-fitted FQE"
-    else:
-        terms = cross_fitted_model_terms(data, mdp.num_observations, mdp.num_actions, problem.target, gamma, horizon)
-        source = "cross-fitted tabular model"
-    table = evaluate(data, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
-                     q_hat=terms, key=jax.random.key(seed + 1), confidence=confidence, true_value=true_value)
-    labels = {k: f"{k.upper()} ({source})" for k in ("dm", "dr", "wdr", "magic")}
-    from offrl_jax.ope.evaluate import _LABELS
-
-    rows = []
-    for r in table.rows:
-        has_interval = r.interval != "n/a"
-        rows.append(dict(method=labels.get(r.name, _LABELS.get(r.name, r.name)) + ("" if has_interval else " (no interval)"),
-                         estimate=float(r.estimate), lower=float(r.lower) if has_interval else None,
-                         upper=float(r.upper) if has_interval else None))
-    from offrl_jax.mis import mis_rows
-
-    finite = problem.mdp.horizon is not None
-    for name, value in mis_rows(data, problem.target, gamma, finite_horizon=finite):
-        suffix = "" if finite else " (infinite-horizon target)"
-        rows.append(dict(method=name + suffix, estimate=float(value)))
-    return rows
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from offrl_jax.envs.suite import PROBLEMS
-
-    ap = argparse.ArgumentParser(prog="offrl-jax", description="JAX offline RL and off-policy evaluation.")
-    sub = ap.add_subparsers(dest="command", required=True)
+def build_parser() -> argparse.ArgumentParser:
+    """The ``offrl-jax`` argument parser (no JAX import)."""
+    ap = _Parser(prog="offrl-jax", description="JAX offline RL and off-policy evaluation.")
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     d = sub.add_parser("demo", help="evaluate a target policy from logged data against the exact value")
-    d.add_argument("--env", default="graph", choices=PROBLEMS, help="standard problem (default: graph, the COBS toy graph)")
-    d.add_argument("--num-episodes", "-n", type=int, default=None, help="N (default: the problem's)")
-    d.add_argument("--horizon", "-t", type=int, default=None, help="T (default: the problem's)")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--confidence", type=float, default=0.95)
+    d.add_argument("--env", default="graph", help="standard problem, see `offrl-jax envs` (default: graph, the COBS toy graph)")
+    d.add_argument("--num-episodes", "-n", type=_int_at_least(2, ">= 2"), default=None, help="N >= 2 (default: the problem's)")
+    d.add_argument("--horizon", "-t", type=_int_at_least(1, ">= 1"), default=None, help="T >= 1 (default: the problem's)")
+    d.add_argument("--seed", type=_int_at_least(0, ">= 0"), default=0)
+    d.add_argument("--confidence", type=_level, default=0.95, help="interval level in (0, 1) (default 0.95)")
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.add_argument("--q-hat", default="model", choices=("model", "fqe"),
                    help="Q-hat of DM/DR/WDR/MAGIC: cross-fitted tabular model (default) or horizon-aware FQE")
@@ -172,31 +67,72 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     b = sub.add_parser("bench", help="run a script from ./benchmarks (e.g. ope_speed --quick)")
     b.add_argument("name", nargs="?", help="script name without .py; omit to list")
     b.add_argument("args", nargs=argparse.REMAINDER)
-    args = ap.parse_args(argv)
+    return ap
+
+
+def enable_compilation_cache() -> Optional[str]:
+    """Turns on JAX's persistent compilation cache in the user's cache directory (CLI only).
+
+    Every compiled program is kept (no minimum compile time or size), so a second ``demo``
+    loads instead of compiling. Returns the directory, or None when ``OFFRL_JAX_NO_CACHE`` is set
+    to a non-empty value other than ``0``.
+    """
+    if os.environ.get("OFFRL_JAX_NO_CACHE", "") not in ("", "0"):
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "offrl_jax", "jax")
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return path
+
+
+def _bench(name: Optional[str], args: Sequence[str]) -> int:
+    folder = os.path.join(os.getcwd(), "benchmarks")
+    scripts = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")) if os.path.isdir(folder) else []
+    if not name:
+        print("\n".join(scripts) if scripts else "no ./benchmarks folder here (run from the repository root)")
+        return 0
+    if name not in scripts:
+        print(f"name: expected one of {scripts}, found {name!r}", file=sys.stderr)
+        return 2
+    sys.argv = [name] + list(args)
+    runpy.run_path(os.path.join(folder, name + ".py"), run_name="__main__")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "bench":
+        return _bench(args.name, args.args)
+    from offrl_jax.envs.suite import PROBLEMS
 
     if args.command == "envs":
-        for name in PROBLEMS:
-            print(name)
+        print("\n".join(PROBLEMS))
         return 0
-    if args.command == "bench":
-        folder = os.path.join(os.getcwd(), "benchmarks")
-        scripts = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")) if os.path.isdir(folder) else []
-        if not args.name:
-            print("\n".join(scripts) if scripts else "no ./benchmarks folder here (run from the repository root)")
-            return 0
-        if args.name not in scripts:
-            print(f"name: expected one of {scripts}, found {args.name!r}", file=sys.stderr)
-            return 2
-        sys.argv = [args.name] + list(args.args)
-        runpy.run_path(os.path.join(folder, args.name + ".py"), run_name="__main__")
-        return 0
-    if not 0.0 < args.confidence < 1.0:
-        ap.error(f"--confidence: expected a level in (0, 1), found {args.confidence}")
-    rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence, args.quiet, args.q_hat)
-    level = f"{round(100 * args.confidence)}%"
-    print(f"\noffrl-jax demo: {args.env}")
-    cols = ["method", "estimate", "lower", "upper", "error"]
-    print(format_table(rows, cols, ["method", "estimate", f"{level} lower", f"{level} upper", "error vs exact"]))
+    if args.env not in PROBLEMS:
+        parser.error(f"argument --env: invalid choice: {args.env!r} (choose from {', '.join(PROBLEMS)})")
+    enable_compilation_cache()
+    import jax
+
+    from offrl_jax.experiments.demo import demo_table, run_demo
+
+    # The demo's programs run once on small data: compiling them fast beats optimising them.
+    fast = os.environ.get("OFFRL_JAX_OPTIMIZE", "") in ("", "0")
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", fast)
+    try:
+        rows = run_demo(args.env, args.num_episodes, args.horizon, args.seed, args.confidence,
+                        q_hat=args.q_hat, quiet=args.quiet)
+    except ValueError as e:
+        print(f"offrl-jax demo: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+    print(demo_table(rows, args.env, args.confidence))
     return 0
 
 

@@ -1,21 +1,31 @@
-"""The command line: demo end to end on a small problem, listing, argument errors."""
+"""The command line and its demo: end to end on a small problem, listing, argument errors, cache."""
 
+import jax
 import numpy as np
 import pytest
 
 from offrl_jax import cli
 from offrl_jax.envs.suite import make_problem, problem_value
+from offrl_jax.experiments import demo
+
+
+@pytest.fixture(autouse=True)
+def _no_persistent_cache(monkeypatch):
+    # cli.main would otherwise point JAX's compilation cache at the user's home for the session.
+    monkeypatch.setenv("OFFRL_JAX_NO_CACHE", "1")
 
 
 def test_demo_with_fqe_q_hat(capsys):
-    args = ["demo", "--env", "model_fail", "--num-episodes", "40", "--quiet", "--q-hat", "fqe"]
+    # N = 200 as in test_demo_reports_exact_values: the estimators' program compiles once.
+    args = ["demo", "--env", "model_fail", "--num-episodes", "200", "--quiet", "--q-hat", "fqe"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "exact J(target)" in out and "behaviour returns" in out and "DR (cross-fitted FQE)" in out
+    assert not jax.config.read("jax_disable_most_optimizations")  # the demo's fast compiles end with main()
 
 
 def test_demo_reports_exact_values():
-    rows = cli.run_demo("model_fail", 200, None, 0, 0.95, quiet=True)
+    rows = demo.run_demo("model_fail", 200, None, 0, 0.95, quiet=True)
     assert any(r["method"].startswith("DR (cross-fitted tabular model)") for r in rows)
     exact = {r["method"]: r["estimate"] for r in rows}
     p = make_problem("model_fail")
@@ -30,10 +40,41 @@ def test_envs_lists_problems(capsys):
     assert "model_win" in capsys.readouterr().out
 
 
-def test_bad_arguments():
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--env", "nope"])
-    with pytest.raises(SystemExit):
-        cli.main(["demo", "--confidence", "1.5"])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["demo", "--env", "nope"], "--env"),
+        (["demo", "--confidence", "1.5"], "--confidence"),
+        (["demo", "--num-episodes", "0"], "--num-episodes"),
+        (["demo", "-n", "1"], "--num-episodes"),
+        (["demo", "--horizon", "-3"], "--horizon"),
+        (["demo", "--seed", "x"], "--seed"),
+        (["nope"], "command"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(argv, match, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and match in err and "Traceback" not in err
+
+
+def test_run_demo_errors_name_the_argument():
     with pytest.raises(ValueError, match="num_episodes"):
-        cli.run_demo("model_win", 1, None, 0, 0.95, quiet=True)
+        demo.run_demo("model_win", 1, None, 0, 0.95, quiet=True)
+    with pytest.raises(ValueError, match="q_hat"):
+        demo.run_demo("model_win", 10, None, 0, 0.95, q_hat="nope", quiet=True)
+
+
+def test_compilation_cache_is_opt_out(monkeypatch, tmp_path):
+    calls = {}
+    monkeypatch.setattr(jax.config, "update", lambda k, v: calls.__setitem__(k, v))
+    assert cli.enable_compilation_cache() is None and not calls  # OFFRL_JAX_NO_CACHE=1 (fixture)
+    monkeypatch.setenv("OFFRL_JAX_NO_CACHE", "0")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = cli.enable_compilation_cache()
+    assert path == str(tmp_path / "offrl_jax" / "jax")
+    assert calls["jax_compilation_cache_dir"] == path
+    assert calls["jax_persistent_cache_min_compile_time_secs"] == 0.0
+    assert calls["jax_persistent_cache_min_entry_size_bytes"] == 0

@@ -1,12 +1,24 @@
-"""Off-policy evaluation: importance sampling, doubly robust, MAGIC, confidence bounds, diagnostics."""
+"""Off-policy evaluation: arrays in, estimates out.
 
-from offrl_jax.core.diagnostics import (
-    WeightDiagnostics,
-    effective_sample_size,
-    max_weight_share,
-    per_timestep_ess,
-    weight_diagnostics,
-)
+* :mod:`.importance_sampling`: IS, per-decision IS and their self-normalised forms (Precup,
+  Sutton & Singh 2000);
+* :mod:`.doubly_robust`: direct method, doubly robust (Jiang & Li 2016) and weighted DR
+  (Thomas & Brunskill 2016);
+* :mod:`.magic`: MAGIC, the blend of j-step returns (Thomas & Brunskill 2016);
+* :mod:`.intervals`: Student-t, Hoeffding and empirical Bernstein intervals;
+  :mod:`.bootstrap`: percentile and BCa bootstrap; :mod:`.hcope`: the high-confidence lower
+  bound of Thomas, Theocharous & Ghavamzadeh 2015;
+* :mod:`.evaluate`: one call that runs a set of estimators on
+  :class:`~offrl_jax.data.Trajectories` and returns a table.
+
+Importance weights, their diagnostics (effective sample size, ...) and the model terms come
+from :mod:`offrl_jax.core`; the names a researcher needs here (``log_importance_ratios``,
+``ModelTerms``, ``model_terms``) are re-exported.
+"""
+
+from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.weights import log_importance_ratios
+from offrl_jax.ope.bootstrap import BootstrapInterval, bootstrap_interval
 from offrl_jax.ope.doubly_robust import (
     direct_method,
     direct_method_from_q,
@@ -16,7 +28,9 @@ from offrl_jax.ope.doubly_robust import (
     weighted_doubly_robust,
     weighted_doubly_robust_with_info,
 )
-from offrl_jax.ope.estimators import (
+from offrl_jax.ope.evaluate import ESTIMATORS, EvaluationRow, EvaluationTable, evaluate
+from offrl_jax.ope.hcope import HCOPEResult, hcope_lower_bound
+from offrl_jax.ope.importance_sampling import (
     WeightedEstimate,
     per_decision_is,
     per_decision_is_return,
@@ -29,40 +43,13 @@ from offrl_jax.ope.estimators import (
     weighted_per_decision_is,
     weighted_per_decision_is_with_info,
 )
-from offrl_jax.core.model_terms import ModelTerms, model_terms
-from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
-from offrl_jax.core.weights import (
-    clip_log_ratios,
-    cumulative_log_weights,
-    log_discounts,
-    log_importance_ratios,
-    normalized_weights,
-)
-from offrl_jax.ope.confidence import (
-    BootstrapInterval,
+from offrl_jax.ope.intervals import (
     ConfidenceInterval,
-    HCOPEResult,
-    bootstrap_indices,
-    bootstrap_interval,
     empirical_bernstein_bound,
-    hcope_lower_bound,
-    hcope_split,
-    hcope_threshold,
     hoeffding_bound,
     student_t_interval,
-    student_t_quantile,
-    validate_samples,
 )
-from offrl_jax.ope.evaluate import ESTIMATORS, EvaluationRow, EvaluationTable, evaluate
-from offrl_jax.ope.magic import (
-    JStepReturns,
-    MagicResult,
-    SimplexQPResult,
-    default_j_steps,
-    j_step_returns,
-    magic,
-    simplex_qp,
-)
+from offrl_jax.ope.magic import JStepReturns, MagicResult, j_step_returns, magic
 
 __all__ = [
     "BootstrapInterval",
@@ -74,47 +61,28 @@ __all__ = [
     "JStepReturns",
     "MagicResult",
     "ModelTerms",
-    "SimplexQPResult",
-    "WeightDiagnostics",
     "WeightedEstimate",
-    "bootstrap_indices",
     "bootstrap_interval",
-    "clip_log_ratios",
-    "cumulative_log_weights",
-    "default_j_steps",
     "direct_method",
     "direct_method_from_q",
     "doubly_robust",
     "doubly_robust_returns",
     "doubly_robust_values",
-    "effective_sample_size",
     "empirical_bernstein_bound",
     "evaluate",
     "hcope_lower_bound",
-    "hcope_split",
-    "hcope_threshold",
     "hoeffding_bound",
     "j_step_returns",
-    "log_discounts",
     "log_importance_ratios",
     "magic",
-    "max_weight_share",
     "model_terms",
-    "normalized_weights",
     "per_decision_is",
     "per_decision_is_return",
     "per_decision_is_returns",
-    "per_timestep_ess",
-    "simplex_qp",
     "student_t_interval",
-    "student_t_quantile",
     "trajectory_is",
     "trajectory_is_return",
     "trajectory_is_returns",
-    "validate_log_probs",
-    "validate_ope_inputs",
-    "validate_samples",
-    "weight_diagnostics",
     "weighted_doubly_robust",
     "weighted_doubly_robust_with_info",
     "weighted_is",

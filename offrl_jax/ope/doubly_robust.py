@@ -26,11 +26,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.ope.estimators import WeightedEstimate, _ess, _masked
 from offrl_jax.core.blocking import map_rows, scan_rows
-from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.diagnostics import effective_sample_size
+from offrl_jax.core.model_terms import ModelTerms  # noqa: F401  (still imported from here by fitted.horizon)
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
-from offrl_jax.core.weights import cumulative_log_weights, log_discounts, normalized_weights, safe_ratio
+from offrl_jax.core.weights import cumulative_log_weights, log_discounts, safe_ratio
+from offrl_jax.ope._common import masked as _masked
+from offrl_jax.ope.importance_sampling import WeightedEstimate
 
 Array = Any
 
@@ -116,6 +118,7 @@ def doubly_robust_values(
     q_taken: Array,
     v_hat: Array,
     discounts: Optional[Array] = None,
+    *,
     method: str = "scan",
 ) -> Array:
     """Per-step DR values V_DR(t) of one trajectory by the backward recursion (per-trajectory core).
@@ -184,6 +187,7 @@ def doubly_robust_returns(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     method: str = "scan",
     chunk_rows: Optional[int] = None,
 ) -> Array:
@@ -227,6 +231,7 @@ def doubly_robust(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     method: str = "scan",
     validate: bool = True,
     chunk_rows: Optional[int] = None,
@@ -257,7 +262,8 @@ def doubly_robust(
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
-    return jnp.mean(doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method, chunk_rows))
+    returns = doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method=method, chunk_rows=chunk_rows)
+    return jnp.mean(returns)
 
 
 def weighted_doubly_robust_with_info(
@@ -267,6 +273,7 @@ def weighted_doubly_robust_with_info(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     validate: bool = True,
     chunk_rows: Optional[int] = None,
 ) -> WeightedEstimate:
@@ -306,8 +313,8 @@ def weighted_doubly_robust_with_info(
     now = safe_ratio(sums.sums[0], sums.total)
     # w-bar_{-1} = 1/N: the first V-hat term is the plain mean of V-hat(s_0).
     prev = jnp.concatenate([jnp.mean(v_first)[None], safe_ratio(sums.sums[1], sums.total)[:-1]])
-    w_final, _ = normalized_weights(log_w_final, axis=0)
-    return WeightedEstimate(jnp.sum(disc * (now + prev)), jnp.any(sums.total <= 0), _ess(w_final))
+    ess = effective_sample_size(log_w_final)
+    return WeightedEstimate(jnp.sum(disc * (now + prev)), jnp.any(sums.total <= 0), ess)
 
 
 def weighted_doubly_robust(
@@ -317,6 +324,7 @@ def weighted_doubly_robust(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     validate: bool = True,
     chunk_rows: Optional[int] = None,
 ) -> Array:
@@ -344,5 +352,5 @@ def weighted_doubly_robust(
       scalar estimate of J(pi).
     """
     return weighted_doubly_robust_with_info(
-        rewards, log_ratios, mask, gamma, q_taken, v_hat, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, q_taken, v_hat, validate=validate, chunk_rows=chunk_rows
     ).estimate

@@ -1,11 +1,13 @@
 """One call that runs a set of OPE estimators on :class:`~offrl_jax.data.Trajectories`.
 
-``evaluate(trajectories, gamma, ...)`` validates the inputs once on the host, builds the log
-importance ratios and (optionally) the model terms Q-hat(s_t, a_t) and V-hat(s_t), runs every
-requested estimator in one jitted program and returns an :class:`EvaluationTable` of rows
-(name, estimate, lower, upper, error) that prints as a table.
+``evaluate(trajectories, target_policy, gamma, ...)`` validates the inputs once on the host,
+builds the log importance ratios (:func:`offrl_jax.core.log_importance_ratios`) and (optionally)
+the model terms Q-hat(s_t, a_t) and V-hat(s_t) (:func:`offrl_jax.core.model_terms`), runs every
+requested estimator and its interval in one jitted program (one compile) and returns an
+:class:`EvaluationTable` of rows (name, estimate, lower, upper, error) that prints as a table.
 
-Intervals (both approximate, see :mod:`offrl_jax.ope.confidence`): the unbiased estimators
+Intervals (both approximate, see :mod:`offrl_jax.ope.intervals` and
+:mod:`offrl_jax.ope.bootstrap`): the unbiased estimators
 (IS, PDIS, DR, DM) are means of i.i.d. per-trajectory terms and get a Student-t interval over
 those terms; the self-normalised estimators (WIS, WPDIS, WDR) are ratios, not means, and get a
 percentile bootstrap interval over whole trajectories (weights renormalised in each resample).
@@ -21,17 +23,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl_jax.core.model_terms import ModelTerms, model_terms
+from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
+from offrl_jax.core.weights import log_importance_ratios
 from offrl_jax.data import Trajectories
-from offrl_jax.ope.confidence import bootstrap_interval, student_t_interval
-from offrl_jax.ope.doubly_robust import ModelTerms, doubly_robust_returns, weighted_doubly_robust_with_info
-from offrl_jax.ope.estimators import (
+from offrl_jax.ope.bootstrap import bootstrap_interval
+from offrl_jax.ope.doubly_robust import doubly_robust_returns, weighted_doubly_robust_with_info
+from offrl_jax.ope.importance_sampling import (
     per_decision_is_returns,
     trajectory_is_returns,
     weighted_is_with_info,
     weighted_per_decision_is_with_info,
 )
-from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
-from offrl_jax.core.weights import log_importance_ratios
+from offrl_jax.ope.intervals import student_t_interval
 from offrl_jax.ope.magic import magic
 
 Array = Any
@@ -85,10 +89,19 @@ class EvaluationRow:
     error: Optional[float] = None
     zero_weight_sum: bool = False
 
+    @property
+    def label(self) -> str:
+        """A human-readable name, e.g. ``"DR (doubly robust)"`` for ``"dr"``."""
+        return _LABELS.get(self.name, self.name)
+
 
 @dataclasses.dataclass(frozen=True)
 class EvaluationTable:
-    """Rows of :class:`EvaluationRow` plus the settings; ``print(table)`` shows a table."""
+    """Rows of :class:`EvaluationRow` plus the settings; ``print(table)`` shows a markdown table.
+
+    ``table["dr"]`` is the row of one estimator, :meth:`to_dict` the rows as plain data and
+    :meth:`to_markdown` (also ``str(table)``) their rendering.
+    """
 
     rows: tuple
     confidence: float
@@ -106,13 +119,17 @@ class EvaluationTable:
         return {r.name: {k: v for k, v in dataclasses.asdict(r).items() if k != "name"} for r in self.rows}
 
     def __str__(self) -> str:
+        return self.to_markdown()
+
+    def to_markdown(self) -> str:
+        """The rows as a markdown table (estimate, interval ends, interval kind, error), plus N."""
         pct = f"{100 * self.confidence:g}%"
         head = ["estimator", "estimate", f"{pct} lower", f"{pct} upper", "interval"]
         if self.true_value is not None:
             head.append("error")
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.rows:
-            cells = [_LABELS.get(r.name, r.name), f"{r.estimate:.4f}", f"{r.lower:.4f}", f"{r.upper:.4f}", r.interval]
+            cells = [r.label, f"{r.estimate:.4f}", f"{r.lower:.4f}", f"{r.upper:.4f}", r.interval]
             if self.true_value is not None:
                 cells.append(f"{r.error:+.4f}")
             lines.append("| " + " | ".join(cells) + " |")
@@ -122,10 +139,10 @@ class EvaluationTable:
         return "\n".join(lines + [foot])
 
 
-def _target_probs(policy, observations) -> Array:
-    if callable(policy):
-        return jnp.asarray(policy(observations))
-    return jnp.asarray(policy)[jnp.asarray(observations)]
+def _target_probs(target_policy, observations) -> Array:
+    if callable(target_policy):
+        return jnp.asarray(target_policy(observations))
+    return jnp.asarray(target_policy)[jnp.asarray(observations)]
 
 
 def _q_all(q_hat, observations, horizon: int) -> Array:
@@ -143,6 +160,44 @@ def _q_all(q_hat, observations, horizon: int) -> Array:
     raise ValueError(f"q_hat: expected [O, A], [H, O, A], a callable or ModelTerms, found shape {list(q.shape)}")
 
 
+def _log_ratios(trajectories: Trajectories, target_policy) -> Array:
+    """log pi - log pi_beta at the logged actions (host-validated), from the data or the policy."""
+    mask = trajectories.mask
+    if trajectories.behavior_log_probs is None:
+        raise ValueError("trajectories: behavior_log_probs are required for importance sampling")
+    target_lp = trajectories.target_log_probs
+    if target_lp is None:
+        if target_policy is None:
+            raise ValueError("target_policy: needed because trajectories has no target_log_probs")
+        probs = _target_probs(target_policy, trajectories.observations)
+        taken = jnp.take_along_axis(probs, jnp.asarray(trajectories.actions)[..., None].astype(jnp.int32), -1)[..., 0]
+        target_lp = jnp.log(jnp.where(taken > 0, taken, 1.0)) + jnp.where(taken > 0, 0.0, -jnp.inf)
+    validate_log_probs(target_lp, trajectories.behavior_log_probs, mask)
+    return log_importance_ratios(target_lp, trajectories.behavior_log_probs, mask)
+
+
+def _model_inputs(trajectories: Trajectories, q_hat, target_policy) -> ModelTerms:
+    """``(q_taken, v_hat)`` ``[N, T]`` from any accepted ``q_hat`` (zeros without a model)."""
+    rewards = trajectories.rewards
+    dtype = rewards.dtype
+    if q_hat is None:
+        return ModelTerms(jnp.zeros_like(rewards), jnp.zeros_like(rewards))
+    if isinstance(q_hat, ModelTerms):
+        real = trajectories.mask > 0
+        q_taken, v_hat = jnp.asarray(q_hat.q_taken, dtype), jnp.asarray(q_hat.v_hat, dtype)
+        return ModelTerms(jnp.where(real, q_taken, 0.0), jnp.where(real, v_hat, 0.0))
+    if target_policy is None:
+        raise ValueError("target_policy: needed to form V-hat(s) = sum_a pi(a|s) Q-hat(s, a) from q_hat")
+    q_all = _q_all(q_hat, trajectories.observations, rewards.shape[1]).astype(dtype)
+    probs = _target_probs(target_policy, trajectories.observations).astype(dtype)
+    if q_all.shape != probs.shape or q_all.shape[:2] != rewards.shape:
+        raise ValueError(
+            f"q_hat: expected Q-hat values [N, T, A] matching the policy's {list(probs.shape)}, "
+            f"found {list(q_all.shape)}"
+        )
+    return model_terms(q_all, probs, trajectories.actions, trajectories.mask)
+
+
 _WEIGHTED = {
     "wis": lambda d, g: weighted_is_with_info(d[0], d[1], d[2], g, validate=False),
     "wpdis": lambda d, g: weighted_per_decision_is_with_info(d[0], d[1], d[2], g, validate=False),
@@ -150,20 +205,30 @@ _WEIGHTED = {
 }
 
 
+def _per_trajectory_terms(name, rewards, log_ratios, mask, gamma, q_taken, v_hat):
+    """``[N]`` i.i.d. terms whose mean is the estimate (the unbiased estimators)."""
+    if name == "is":
+        return trajectory_is_returns(rewards, log_ratios, mask, gamma)
+    if name == "pdis":
+        return per_decision_is_returns(rewards, log_ratios, mask, gamma)
+    if name == "dr":
+        return doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat)
+    return v_hat[:, 0]  # dm
+
+
 def _run(key, rewards, log_ratios, mask, gamma, q_taken, v_hat, names, confidence, num_resamples, batch_size):
-    """All requested estimators in one program: per-trajectory terms, or (estimate, lo, hi, flag)."""
+    """All requested estimators and intervals in one program: name -> (estimate, lo, hi, flag).
+
+    ``flag`` is "terms all finite" for the Student-t rows and ``zero_weight_sum`` otherwise.
+    """
     data = (rewards, log_ratios, mask, q_taken, v_hat)
     keys = jax.random.split(key, len(names))
     out = {}
     for name, k in zip(names, keys):
-        if name == "is":
-            out[name] = trajectory_is_returns(rewards, log_ratios, mask, gamma)
-        elif name == "pdis":
-            out[name] = per_decision_is_returns(rewards, log_ratios, mask, gamma)
-        elif name == "dr":
-            out[name] = doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat)
-        elif name == "dm":
-            out[name] = v_hat[:, 0]
+        if ESTIMATORS[name][1]:
+            terms = _per_trajectory_terms(name, *data[:3], gamma, *data[3:])
+            ci = student_t_interval(terms, confidence)
+            out[name] = (ci.estimate, ci.lower, ci.upper, jnp.all(jnp.isfinite(terms)))
         elif name == "magic":
             res = magic(k, rewards, log_ratios, mask, gamma, q_taken, v_hat)
             out[name] = (res.estimate, res.estimate, res.estimate, res.zero_weight_sum)
@@ -180,12 +245,43 @@ def _run(key, rewards, log_ratios, mask, gamma, q_taken, v_hat, names, confidenc
 _run_jit = jax.jit(_run, static_argnames=("names", "confidence", "num_resamples", "batch_size"))
 
 
+def _check_options(estimators, q_hat, confidence, num_resamples) -> tuple:
+    """Host checks of the options; returns the estimator names to run."""
+    if not (0.0 < float(confidence) < 1.0):
+        raise ValueError(f"confidence: expected a level in (0, 1), found {confidence}")
+    if int(num_resamples) != num_resamples or num_resamples < 2:
+        raise ValueError(f"num_resamples: expected an int >= 2, found {num_resamples}")
+    names = tuple(estimators) if estimators is not None else tuple(
+        n for n, (needs_model, _) in ESTIMATORS.items() if (q_hat is not None or not needs_model) and n != "magic"
+    )
+    if len(names) == 0:
+        raise ValueError("estimators: expected at least one estimator name")
+    for n in names:
+        if n not in ESTIMATORS:
+            raise ValueError(f"estimators: unknown name {n!r}; expected names from {sorted(ESTIMATORS)}")
+        if ESTIMATORS[n][0] and q_hat is None:
+            raise ValueError(f"q_hat: estimator {n!r} needs a model Q-hat; pass q_hat")
+    return names
+
+
+def _row(name: str, raw: tuple, true_value: Optional[float]) -> EvaluationRow:
+    est, lo, hi, flag = (np.asarray(x).item() for x in raw)
+    if ESTIMATORS[name][1]:
+        how = "student-t" if flag else "n/a"
+        lo, hi, flag = (lo, hi, False) if flag else (est, est, False)
+    else:
+        how = "n/a" if name == "magic" else "bootstrap"
+    err = None if true_value is None else float(est) - float(true_value)
+    return EvaluationRow(name, float(est), float(lo), float(hi), how, err, bool(flag))
+
+
 def evaluate(
     trajectories: Trajectories,
+    target_policy: Union[None, Array, Callable[[Array], Array]],
     gamma: float,
+    *,
     estimators: Optional[Sequence[str]] = None,
     q_hat: Union[None, Array, Callable[[Array], Array], ModelTerms] = None,
-    policy: Union[None, Array, Callable[[Array], Array]] = None,
     key: Optional[Array] = None,
     confidence: float = 0.95,
     true_value: Optional[float] = None,
@@ -199,19 +295,20 @@ def evaluate(
     ``"wdr"`` weighted doubly robust and ``"magic"`` (Thomas & Brunskill 2016). Unbiased
     estimators get a Student-t interval X-bar +- t_{(1+c)/2, N-1} s / sqrt(N) over their i.i.d.
     per-trajectory terms; self-normalised ones a percentile bootstrap interval over whole
-    trajectories; MAGIC none (``interval = "n/a"``, ``lower = upper = estimate``).
+    trajectories; MAGIC none (``interval = "n/a"``, ``lower = upper = estimate``). Everything
+    requested runs in one jitted program (one compile per set of names and data shapes).
 
     Args:
       trajectories: ``[N, T]`` data with ``behavior_log_probs`` and either ``target_log_probs``
-        or a ``policy`` to compute them.
+        or a ``target_policy`` to compute them.
+      target_policy: the evaluated policy pi, ``[O, A]`` probabilities or a callable
+        ``observations -> [N, T, A]``; needed for V-hat = sum_a pi Q-hat unless ``q_hat`` is
+        :class:`ModelTerms`, and for the ratios when ``target_log_probs`` is missing; else None.
       gamma: discount in [0, 1].
       estimators: names to run; default: all, the model-based ones only when ``q_hat`` is given.
       q_hat: the model: :class:`ModelTerms` (``q_taken``, ``v_hat`` ``[N, T]``), a tabular
         ``[O, A]`` array or a time-indexed ``[H, O, A]`` array (indexed by
         ``trajectories.observations``), or a callable ``observations [N, T, ...] -> [N, T, A]``.
-      policy: the target policy pi, ``[O, A]`` probabilities or a callable
-        ``observations -> [N, T, A]``; needed for V-hat = sum_a pi Q-hat unless ``q_hat`` is
-        :class:`ModelTerms`, and for the ratios when ``target_log_probs`` is missing.
       key: PRNG key for the bootstrap and MAGIC (default ``jax.random.key(0)``, deterministic).
       confidence: two-sided interval level in (0, 1).
       true_value: optional exact J(pi); fills each row's ``error``.
@@ -226,78 +323,20 @@ def evaluate(
     """
     if not isinstance(trajectories, Trajectories):
         raise ValueError(f"trajectories: expected a Trajectories container, found {type(trajectories).__name__}")
-    if not (0.0 < float(confidence) < 1.0):
-        raise ValueError(f"confidence: expected a level in (0, 1), found {confidence}")
-    names = tuple(estimators) if estimators is not None else tuple(
-        n for n, (needs_model, _) in ESTIMATORS.items() if (q_hat is not None or not needs_model) and n != "magic"
-    )
-    if len(names) == 0:
-        raise ValueError("estimators: expected at least one estimator name")
-    for n in names:
-        if n not in ESTIMATORS:
-            raise ValueError(f"estimators: unknown name {n!r}; expected names from {sorted(ESTIMATORS)}")
-        if ESTIMATORS[n][0] and q_hat is None:
-            raise ValueError(f"q_hat: estimator {n!r} needs a model Q-hat; pass q_hat")
-    mask = trajectories.mask
-    if trajectories.behavior_log_probs is None:
-        raise ValueError("trajectories: behavior_log_probs are required for importance sampling")
-    target_lp = trajectories.target_log_probs
-    if target_lp is None:
-        if policy is None:
-            raise ValueError("policy: needed because trajectories has no target_log_probs")
-        probs = _target_probs(policy, trajectories.observations)
-        taken = jnp.take_along_axis(probs, jnp.asarray(trajectories.actions)[..., None].astype(jnp.int32), -1)[..., 0]
-        target_lp = jnp.log(jnp.where(taken > 0, taken, 1.0)) + jnp.where(taken > 0, 0.0, -jnp.inf)
-    validate_log_probs(target_lp, trajectories.behavior_log_probs, mask)
-    log_ratios = log_importance_ratios(target_lp, trajectories.behavior_log_probs, mask)
-    rewards = trajectories.rewards
-    dtype = rewards.dtype
-    if q_hat is None:
-        q_taken = v_hat = jnp.zeros_like(rewards)
-    elif isinstance(q_hat, ModelTerms):
-        q_taken, v_hat = jnp.asarray(q_hat.q_taken, dtype), jnp.asarray(q_hat.v_hat, dtype)
-    else:
-        if policy is None:
-            raise ValueError("policy: needed to form V-hat(s) = sum_a pi(a|s) Q-hat(s, a) from q_hat")
-        q_all = _q_all(q_hat, trajectories.observations, rewards.shape[1]).astype(dtype)
-        probs = _target_probs(policy, trajectories.observations).astype(dtype)
-        if q_all.shape != probs.shape or q_all.shape[:2] != rewards.shape:
-            raise ValueError(
-                f"q_hat: expected Q-hat values [N, T, A] matching the policy's {list(probs.shape)}, "
-                f"found {list(q_all.shape)}"
-            )
-        q_taken = jnp.take_along_axis(q_all, jnp.asarray(trajectories.actions)[..., None].astype(jnp.int32), -1)[..., 0]
-        v_hat = jnp.sum(probs * q_all, axis=-1)
-    real = mask > 0
-    q_taken = jnp.where(real, q_taken, 0.0)
-    v_hat = jnp.where(real, v_hat, 0.0)
-    validate_ope_inputs(rewards, log_ratios, mask, gamma, q_taken, v_hat)
+    names = _check_options(estimators, q_hat, confidence, num_resamples)
+    log_ratios = _log_ratios(trajectories, target_policy)
+    terms = _model_inputs(trajectories, q_hat, target_policy)
+    rewards, mask = trajectories.rewards, trajectories.mask
+    validate_ope_inputs(rewards, log_ratios, mask, gamma, *terms)
     n, t = rewards.shape
     if n < 2:
         raise ValueError(f"trajectories: intervals need at least 2 trajectories, found {n}")
-    if int(num_resamples) != num_resamples or num_resamples < 2:
-        raise ValueError(f"num_resamples: expected an int >= 2, found {num_resamples}")
     key = jax.random.key(0) if key is None else key
     batch = int(max(1, min(num_resamples, 2**24 // (n * t))))
     raw = _run_jit(
-        key, rewards, log_ratios, mask, jnp.asarray(gamma, dtype), q_taken, v_hat,
+        key, rewards, log_ratios, mask, jnp.asarray(gamma, rewards.dtype), *terms,
         names=names, confidence=float(confidence), num_resamples=int(num_resamples), batch_size=batch,
     )
     raw = jax.device_get(raw)
-    rows = []
-    for name in names:
-        if ESTIMATORS[name][1]:
-            terms = np.asarray(raw[name])
-            if np.all(np.isfinite(terms)):
-                ci = student_t_interval(terms, float(confidence))
-                est, lo, hi, how = float(ci.estimate), float(ci.lower), float(ci.upper), "student-t"
-            else:
-                est = float(np.mean(terms))
-                lo, hi, how = est, est, "n/a"
-            flag = False
-        else:
-            est, lo, hi, flag = (float(x) for x in raw[name])
-            how = "n/a" if name == "magic" else "bootstrap"
-        err = None if true_value is None else est - float(true_value)
-        rows.append(EvaluationRow(name, est, lo, hi, how, err, bool(flag)))
-    return EvaluationTable(tuple(rows), float(confidence), n, None if true_value is None else float(true_value))
+    rows = tuple(_row(name, raw[name], true_value) for name in names)
+    return EvaluationTable(rows, float(confidence), n, None if true_value is None else float(true_value))

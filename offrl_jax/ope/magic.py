@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.ope.confidence import bootstrap_indices
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, normalized_weights
+from offrl_jax.ope._common import masked as _masked
+from offrl_jax.ope.bootstrap import bootstrap_indices
 
 Array = Any
 
@@ -127,10 +128,6 @@ def _validate_j_steps(j_steps: Sequence[int], model_value: Any) -> tuple:
     return js
 
 
-def _masked(x: Array, mask: Array) -> Array:
-    return jnp.where(mask > 0, x, jnp.zeros_like(x))
-
-
 def _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat):
     """Log weights ``[N, T]``, TD-type errors e_t = r_t + gamma V-hat_{t+1} - Q-hat_t, discounts."""
     dtype = jnp.result_type(rewards, float)
@@ -158,6 +155,7 @@ def j_step_returns(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     j_steps: Optional[Sequence[int]] = None,
     model_value: Optional[Any] = None,
     centred: bool = False,
@@ -318,6 +316,7 @@ def magic(
     gamma: Any,
     q_taken: Array,
     v_hat: Array,
+    *,
     j_steps: Optional[Sequence[int]] = None,
     model_value: Optional[Any] = None,
     num_resamples: int = 200,
@@ -374,7 +373,10 @@ def magic(
         raise ValueError(f"rewards: expected N >= 2 trajectories, found shape {list(np.shape(rewards))}")
     if model_value is not None and is_concrete(model_value) and not np.isfinite(np.asarray(model_value)).all():
         raise ValueError(f"model_value: expected a finite scalar, found {model_value}")
-    jr = j_step_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, j_steps, model_value, centred_covariance)
+    jr = j_step_returns(
+        rewards, log_ratios, mask, gamma, q_taken, v_hat, j_steps=j_steps, model_value=model_value,
+        centred=centred_covariance,
+    )
     g, per = jr.returns, jr.per_trajectory
     n, k = per.shape
     dtype = per.dtype

@@ -35,7 +35,7 @@ def test_rows_match_array_functions_and_print():
     mdp, _, target, d, q = _setup()
     j = float(policy_value(mdp, target))
     q_hat = 0.8 * np.asarray(q)  # a wrong, fixed model
-    table = ope.evaluate(d, 0.9, q_hat=q_hat, policy=target, true_value=j, num_resamples=100)
+    table = ope.evaluate(d, target, 0.9, q_hat=q_hat, true_value=j, num_resamples=100)
     lr = d.log_ratios()
 
     @jax.jit
@@ -75,7 +75,7 @@ def test_model_terms_input_magic_and_exact_model():
     mdp, _, target, d, q = _setup()
     t = jnp.arange(5)[None, :]
     terms = ope.model_terms(q[t, d.states], jnp.asarray(target)[d.states], d.actions, d.mask)
-    table = ope.evaluate(d, 0.9, estimators=("dm", "dr", "magic"), q_hat=terms, num_resamples=50)
+    table = ope.evaluate(d, None, 0.9, estimators=("dm", "dr", "magic"), q_hat=terms, num_resamples=50)
     j = float(policy_value(mdp, target))
     # With the exact Q^pi the model-based rows are close to J and the DR interval covers it.
     assert table["dr"].lower < j < table["dr"].upper
@@ -86,8 +86,8 @@ def test_model_terms_input_magic_and_exact_model():
 def test_policy_instead_of_target_log_probs():
     _, _, target, d, _ = _setup()
     no_target = d.replace(target_log_probs=None)
-    a = ope.evaluate(no_target, 0.9, estimators=("is", "wpdis"), policy=target, num_resamples=20)
-    b = ope.evaluate(d, 0.9, estimators=("is", "wpdis"), num_resamples=20)
+    a = ope.evaluate(no_target, target, 0.9, estimators=("is", "wpdis"), num_resamples=20)
+    b = ope.evaluate(d, None, 0.9, estimators=("is", "wpdis"), num_resamples=20)
     assert a["is"].estimate == pytest.approx(b["is"].estimate, rel=1e-12)
     assert a["wpdis"].estimate == pytest.approx(b["wpdis"].estimate, rel=1e-12)
 
@@ -95,20 +95,20 @@ def test_policy_instead_of_target_log_probs():
 def test_errors_name_the_argument():
     _, _, target, d, q = _setup()
     with pytest.raises(ValueError, match="estimators"):
-        ope.evaluate(d, 0.9, estimators=("nope",))
+        ope.evaluate(d, None, 0.9, estimators=("nope",))
     with pytest.raises(ValueError, match="q_hat"):
-        ope.evaluate(d, 0.9, estimators=("dr",))
+        ope.evaluate(d, None, 0.9, estimators=("dr",))
     with pytest.raises(ValueError, match="policy"):
-        ope.evaluate(d, 0.9, estimators=("dr",), q_hat=np.zeros((S, 2)))
+        ope.evaluate(d, None, 0.9, estimators=("dr",), q_hat=np.zeros((S, 2)))
     with pytest.raises(ValueError, match="policy"):
-        ope.evaluate(d.replace(target_log_probs=None), 0.9, estimators=("is",))
+        ope.evaluate(d.replace(target_log_probs=None), None, 0.9, estimators=("is",))
     with pytest.raises(ValueError, match="gamma"):
-        ope.evaluate(d, 1.5, estimators=("is",))
+        ope.evaluate(d, None, 1.5, estimators=("is",))
     with pytest.raises(ValueError, match="confidence"):
-        ope.evaluate(d, 0.9, estimators=("is",), confidence=1.0)
+        ope.evaluate(d, None, 0.9, estimators=("is",), confidence=1.0)
     with pytest.raises(ValueError, match="trajectories"):
-        ope.evaluate({"rewards": 1}, 0.9)
+        ope.evaluate({"rewards": 1}, None, 0.9)
     # Behaviour probability 0 where the target acts.
     bad = d.replace(behavior_log_probs=d.behavior_log_probs.at[0, 0].set(-jnp.inf))
     with pytest.raises(ValueError, match="behavior_log_probs"):
-        ope.evaluate(bad, 0.9, estimators=("is",))
+        ope.evaluate(bad, None, 0.9, estimators=("is",))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from offrl_jax import ope
+from offrl_jax import core, ope
 
 
 def test_log_ratios_masked_and_gradient_safe():
@@ -21,30 +21,30 @@ def test_log_ratios_masked_and_gradient_safe():
 def test_cumulative_weights_freeze_after_the_end_and_clip():
     lr = np.log(np.array([[2.0, 3.0, 5.0, 7.0]]))
     m = np.array([[1.0, 1.0, 0.0, 0.0]])
-    np.testing.assert_allclose(np.exp(ope.cumulative_log_weights(lr, m)), [[2, 6, 6, 6]], rtol=1e-12)
+    np.testing.assert_allclose(np.exp(core.cumulative_log_weights(lr, m)), [[2, 6, 6, 6]], rtol=1e-12)
     np.testing.assert_allclose(
-        np.exp(ope.cumulative_log_weights(lr, m, max_log_ratio=np.log(2.5))), [[2, 5, 5, 5]], rtol=1e-12
+        np.exp(core.cumulative_log_weights(lr, m, max_log_ratio=np.log(2.5))), [[2, 5, 5, 5]], rtol=1e-12
     )
     np.testing.assert_allclose(
-        np.exp(ope.cumulative_log_weights(lr, m, max_log_weight=np.log(4.0))), [[2, 4, 4, 4]], rtol=1e-12
+        np.exp(core.cumulative_log_weights(lr, m, max_log_weight=np.log(4.0))), [[2, 4, 4, 4]], rtol=1e-12
     )
-    np.testing.assert_allclose(ope.clip_log_ratios(lr, None), lr)
+    np.testing.assert_allclose(core.clip_log_ratios(lr, None), lr)
 
 
 def test_log_discounts():
-    np.testing.assert_allclose(np.exp(ope.log_discounts(0.9, 4, jnp.float64)), 0.9 ** np.arange(4), rtol=1e-12)
-    np.testing.assert_allclose(np.exp(ope.log_discounts(0.0, 3, jnp.float64)), [1.0, 0.0, 0.0])
-    np.testing.assert_allclose(np.exp(ope.log_discounts(1.0, 3, jnp.float64)), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(np.exp(core.log_discounts(0.9, 4, jnp.float64)), 0.9 ** np.arange(4), rtol=1e-12)
+    np.testing.assert_allclose(np.exp(core.log_discounts(0.0, 3, jnp.float64)), [1.0, 0.0, 0.0])
+    np.testing.assert_allclose(np.exp(core.log_discounts(1.0, 3, jnp.float64)), [1.0, 1.0, 1.0])
 
 
 def test_normalized_weights_huge_and_all_zero():
     lw = jnp.array([[1000.0, -jnp.inf], [1000.0 + np.log(3.0), -jnp.inf]], jnp.float32)
-    w, zero = ope.normalized_weights(lw, axis=0)
+    w, zero = core.normalized_weights(lw, axis=0)
     assert w.dtype == jnp.float32
     np.testing.assert_allclose(w[:, 0], [0.25, 0.75], rtol=1e-4)  # float32 spacing at 1000 is 6e-5
     np.testing.assert_array_equal(w[:, 1], [0.0, 0.0])
     np.testing.assert_array_equal(zero, [False, True])
-    jw, jz = jax.jit(ope.normalized_weights, static_argnames="axis")(lw, axis=0)
+    jw, jz = jax.jit(core.normalized_weights, static_argnames="axis")(lw, axis=0)
     np.testing.assert_array_equal(jw, w)
     np.testing.assert_array_equal(jz, zero)
 
@@ -52,9 +52,9 @@ def test_normalized_weights_huge_and_all_zero():
 def test_jit_and_vmap_of_cumulative_weights():
     rng = np.random.default_rng(0)
     lr, m = rng.normal(size=(3, 5)), np.ones((3, 5))
-    loop = np.stack([ope.cumulative_log_weights(lr[i], m[i]) for i in range(3)])
-    np.testing.assert_allclose(jax.vmap(ope.cumulative_log_weights)(lr, m), loop, rtol=1e-12)
-    np.testing.assert_allclose(jax.jit(ope.cumulative_log_weights)(lr, m), loop, rtol=1e-12)
+    loop = np.stack([core.cumulative_log_weights(lr[i], m[i]) for i in range(3)])
+    np.testing.assert_allclose(jax.vmap(core.cumulative_log_weights)(lr, m), loop, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(core.cumulative_log_weights)(lr, m), loop, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,7 +95,7 @@ ESTIMATORS = (ope.trajectory_is, ope.per_decision_is, ope.weighted_is, ope.weigh
 @pytest.mark.parametrize("name,kwargs", BAD)
 def test_bad_input_names_the_argument(name, kwargs):
     with pytest.raises(ValueError, match=name):
-        ope.validate_ope_inputs(**kwargs)
+        core.validate_ope_inputs(**kwargs)
     for f in ESTIMATORS:
         with pytest.raises(ValueError, match=name):
             f(**kwargs)
@@ -122,24 +122,24 @@ def test_padding_may_hold_anything():
     m = np.array([[1.0, 1.0, 0.0, 0.0]] * N)
     lr = np.where(m > 0, 0.0, np.inf)
     r = np.where(m > 0, 1.0, np.nan)
-    ope.validate_ope_inputs(r, lr, m, 1.0)
+    core.validate_ope_inputs(r, lr, m, 1.0)
     assert np.isfinite(float(ope.trajectory_is(r, lr, m, 1.0)))
 
 
 def test_validate_log_probs():
     m = np.ones((2, 2))
     lb = np.log(np.full((2, 2), 0.5))
-    ope.validate_log_probs(np.full((2, 2), -np.inf), lb, m)  # target never acts there: weight 0
+    core.validate_log_probs(np.full((2, 2), -np.inf), lb, m)  # target never acts there: weight 0
     lb_zero = lb.copy()
     lb_zero[1, 0] = -np.inf
     with pytest.raises(ValueError, match="behavior_log_probs.*coverage"):
-        ope.validate_log_probs(lb, lb_zero, m)
+        core.validate_log_probs(lb, lb_zero, m)
     with pytest.raises(ValueError, match="target_log_probs"):
-        ope.validate_log_probs(np.full((2, 2), 0.3), lb, m)
+        core.validate_log_probs(np.full((2, 2), 0.3), lb, m)
     with pytest.raises(ValueError, match="target_log_probs"):
-        ope.validate_log_probs(_nan_at(lb, (0, 0)), lb, m)
+        core.validate_log_probs(_nan_at(lb, (0, 0)), lb, m)
     with pytest.raises(ValueError, match="behavior_log_probs"):
-        ope.validate_log_probs(lb, lb[:, :1], m)
+        core.validate_log_probs(lb, lb[:, :1], m)
 
 
 def test_traced_inputs_skip_host_checks_and_stay_jittable():

@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite import make_problem, problem_value
-from offrl_jax.ope.confidence import bootstrap_interval
+from offrl_jax.ope.bootstrap import bootstrap_interval
 from offrl_jax.ope.doubly_robust import direct_method, weighted_doubly_robust
 from offrl_jax.ope.magic import default_j_steps, j_step_returns, magic, simplex_qp
 
@@ -51,7 +51,7 @@ def test_j_step_returns_match_definition_dm_and_wdr():
     rewards, log_ratios, mask, q, v = data
     gamma = 0.9
     js = (-2, -1, 0, 1, 2, 3, 4, 6)
-    res = jax.jit(lambda *a: j_step_returns(*a, gamma, q, v, js, model_value=1.25))(rewards, log_ratios, mask)
+    res = jax.jit(lambda *a: j_step_returns(*a, gamma, q, v, j_steps=js, model_value=1.25))(rewards, log_ratios, mask)
     for k, j in enumerate(js):
         expected = 1.25 if j == -2 else _j_step_numpy(rewards, log_ratios, mask, gamma, q, v, j)
         np.testing.assert_allclose(res.returns[k], expected, rtol=1e-12, atol=1e-12)

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from offrl_jax.core.blocking import map_rows, scan_rows
+from offrl_jax.core.diagnostics import effective_sample_size
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import (
     clip_log_ratios,
@@ -36,6 +37,7 @@ from offrl_jax.core.weights import (
     normalized_weights,
     safe_ratio,
 )
+from offrl_jax.ope._common import masked as _masked
 
 Array = Any
 
@@ -69,11 +71,6 @@ class WeightedEstimate(NamedTuple):
     ess: Array
 
 
-def _masked(x: Array, mask: Array) -> Array:
-    x = jnp.asarray(x)
-    return jnp.where(jnp.asarray(mask) > 0, x, jnp.zeros_like(x))
-
-
 # ----------------------------------------------------------------------------------------------
 # Per-trajectory cores ([T] arrays).
 # ----------------------------------------------------------------------------------------------
@@ -82,6 +79,7 @@ def trajectory_is_return(
     log_ratios: Array,
     mask: Array,
     gamma: Array,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
 ) -> Array:
@@ -115,6 +113,7 @@ def per_decision_is_return(
     log_ratios: Array,
     mask: Array,
     gamma: Array,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
 ) -> Array:
@@ -161,6 +160,7 @@ def trajectory_is_returns(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     chunk_rows: Optional[int] = None,
@@ -171,7 +171,7 @@ def trajectory_is_returns(
     t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed
     in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
-    f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
+    f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
@@ -180,6 +180,7 @@ def per_decision_is_returns(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     chunk_rows: Optional[int] = None,
@@ -189,7 +190,7 @@ def per_decision_is_returns(
     Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are
     processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
-    f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio, max_log_weight)
+    f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
 
@@ -208,6 +209,7 @@ def trajectory_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -237,8 +239,9 @@ def trajectory_is(
       ValueError: naming the argument, on bad input (see ``validate_ope_inputs``).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
+    options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
-        trajectory_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+        trajectory_is_returns(rewards, log_ratios, mask, gamma, **options)
     )
 
 
@@ -247,6 +250,7 @@ def per_decision_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -272,8 +276,9 @@ def per_decision_is(
       scalar estimate of J(pi).
     """
     _check(rewards, log_ratios, mask, gamma, validate)
+    options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
-        per_decision_is_returns(rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, chunk_rows)
+        per_decision_is_returns(rewards, log_ratios, mask, gamma, **options)
     )
 
 
@@ -282,6 +287,7 @@ def weighted_is_with_info(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -310,7 +316,7 @@ def weighted_is_with_info(
 
     log_w, returns = map_rows(rows, (rewards, log_ratios, mask), chunk_rows)
     w_bar, zero = normalized_weights(log_w, axis=0)
-    return WeightedEstimate(jnp.sum(w_bar * returns), zero, _ess(w_bar))
+    return WeightedEstimate(jnp.sum(w_bar * returns), zero, effective_sample_size(log_w))
 
 
 def weighted_is(
@@ -318,6 +324,7 @@ def weighted_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -344,7 +351,8 @@ def weighted_is(
       scalar estimate of J(pi).
     """
     return weighted_is_with_info(
-        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight,
+        validate=validate, chunk_rows=chunk_rows,
     ).estimate
 
 
@@ -353,6 +361,7 @@ def weighted_per_decision_is_with_info(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -383,8 +392,8 @@ def weighted_per_decision_is_with_info(
 
     log_w_final, (sums,) = scan_rows(rows, (rewards, log_ratios, mask), chunk_rows)
     per_step = safe_ratio(sums.sums[0], sums.total)
-    w_final, _ = normalized_weights(log_w_final, axis=0)
-    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(sums.total <= 0), _ess(w_final))
+    ess = effective_sample_size(log_w_final)
+    return WeightedEstimate(jnp.sum(disc * per_step), jnp.any(sums.total <= 0), ess)
 
 
 def weighted_per_decision_is(
@@ -392,6 +401,7 @@ def weighted_per_decision_is(
     log_ratios: Array,
     mask: Array,
     gamma: Any,
+    *,
     max_log_ratio: Optional[float] = None,
     max_log_weight: Optional[float] = None,
     validate: bool = True,
@@ -419,12 +429,16 @@ def weighted_per_decision_is(
       scalar estimate of J(pi).
     """
     return weighted_per_decision_is_with_info(
-        rewards, log_ratios, mask, gamma, max_log_ratio, max_log_weight, validate, chunk_rows
+        rewards, log_ratios, mask, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight,
+        validate=validate, chunk_rows=chunk_rows,
     ).estimate
 
 
 def _final_log_weight(log_ratios, mask, max_log_ratio=None, max_log_weight=None):
-    """log w_{0:T-1} along the last axis (a sum, no cumulative sum needed)."""
+    """log w_{0:T-1} along the last axis: the last column of ``core.cumulative_log_weights``.
+
+    Formed as a plain sum (the same value without the ``[T, T]`` cumulative-sum work).
+    """
     lr = _masked(log_ratios, mask)
     lr = clip_log_ratios(lr, max_log_ratio)
     log_w = jnp.sum(lr, axis=-1)
@@ -432,8 +446,3 @@ def _final_log_weight(log_ratios, mask, max_log_ratio=None, max_log_weight=None)
         log_w = jnp.minimum(log_w, jnp.asarray(max_log_weight, log_w.dtype))
     return log_w
 
-
-def _ess(w_bar: Array) -> Array:
-    """(sum w)^2 / sum w^2 from normalised weights (0 when all are 0)."""
-    s2 = jnp.sum(w_bar * w_bar)
-    return jnp.where(s2 > 0, jnp.sum(w_bar) ** 2 / jnp.where(s2 > 0, s2, 1.0), 0.0)
