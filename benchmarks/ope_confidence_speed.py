@@ -35,7 +35,7 @@ def main():
     args = harness.parse_args(parser)
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    from offrl_jax.ope.confidence import (
+    from offrl_jax.ope import (
         bootstrap_interval,
         empirical_bernstein_bound,
         hcope_lower_bound,

@@ -50,7 +50,7 @@ try:  # figures are optional
 except ImportError:
     plt = None
 
-from offrl_jax import ope
+from offrl_jax import core, ope
 from offrl_jax.envs import estimate_mdp, model_q_hat, rollout
 from offrl_jax.envs.suite import graph_policy, make_problem, problem_value
 
@@ -111,7 +111,7 @@ def fit_model(d):
 
 q_taken, v_hat = fit_model(data)
 table = ope.evaluate(
-    data, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
+    data, problem.target, gamma, estimators=("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic"),
     q_hat=ope.ModelTerms(q_taken, v_hat), true_value=true_value, key=jax.random.key(1), num_resamples=200,
 )
 print(table)
@@ -164,7 +164,7 @@ def ess_curves(pi_a0, d):
     pi, beta = np.array([pi_a0, 1 - pi_a0]), np.array([0.8, 0.2])
     c = float(np.sum(pi**2 / beta))
     lr = ope.log_importance_ratios(d.target_log_probs, d.behavior_log_probs, d.mask)
-    return c, np.asarray(ope.per_timestep_ess(lr, d.mask))
+    return c, np.asarray(core.per_timestep_ess(lr, d.mask))
 
 c_far, ess_far = ess_curves(0.2, data)
 c_mild, ess_mild = ess_curves(0.6, data_mild)
