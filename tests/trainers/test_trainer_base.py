@@ -4,11 +4,9 @@ completed checkpoint), one writer per directory."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from typing import NamedTuple
 
 import jax
@@ -154,20 +152,47 @@ def test_keep_prunes_old_checkpoints_and_one_writer_per_directory(tmp_path):
     assert b.step == 8
 
 
-_WRITER = textwrap.dedent(
+_ZYGOTE = textwrap.dedent(
     """
-    import sys, json
+    # Imports once (no JAX backend started yet), then forks one writer per trial: each child
+    # trains and saves in a loop and reports every completed save; the parent SIGKILLs it at a
+    # random moment after its first save. Children share a persistent compilation cache.
+    import json, os, random, signal, sys, time
     sys.path.insert(0, {tests!r})
     import jax
     jax.config.update("jax_enable_x64", True)
+    jax.config.update("jax_compilation_cache_dir", sys.argv[2])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     from trainers.test_trainer_base import RegConfig, make_learner, _data
     from offrl_jax.trainers import Trainer
-    cfg = RegConfig()
-    tr = Trainer(make_learner(cfg), _data(), config=cfg, chunk_size=3, progress=False)
-    while True:
-        tr.fit(3)
-        tr.save(sys.argv[1], keep=2)
-        print(tr.step, flush=True)
+
+    rng = random.Random(0)
+    for i in range(int(sys.argv[3])):
+        d = os.path.join(sys.argv[1], f"ck{{i}}")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            cfg = RegConfig()
+            tr = Trainer(make_learner(cfg), _data(), config=cfg, chunk_size=3, progress=False)
+            while True:
+                tr.fit(3)
+                tr.save(d, keep=2)
+                os.write(w, f"{{tr.step}} ".encode())
+        os.close(w)
+        with os.fdopen(r) as f:
+            first = ""
+            while not first.strip():
+                c = f.read(1)
+                if not c:
+                    break
+                first += c
+            time.sleep(rng.uniform(0.0, 0.15))
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            done = [int(x) for x in (first + f.read()).split()]
+        print(json.dumps({{"dir": d, "completed": done}}), flush=True)
     """
 )
 
@@ -175,40 +200,27 @@ _WRITER = textwrap.dedent(
 @pytest.mark.slow
 def test_kill_during_save_never_loses_the_last_checkpoint(tmp_path):
     """20 writers saving in a loop, each killed with SIGKILL at a random moment after its first
-    completed save: the last completed checkpoint restores every time."""
+    completed save: the last completed checkpoint restores every time, bit for bit."""
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = tmp_path / "writer.py"
-    script.write_text(_WRITER.format(tests=tests))
-    rng = np.random.default_rng(0)
+    script = tmp_path / "zygote.py"
+    script.write_text(_ZYGOTE.format(tests=tests))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), str(tmp_path / "cache"), "20"],
+                         capture_output=True, text=True, env=env, timeout=600)
+    trials = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(trials) == 20, out.stderr[-2000:]
     cfg, data = RegConfig(), _data()
     template = Trainer(make_learner(cfg), data, config=cfg, progress=False)
     reference = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(tests), os.environ.get("PYTHONPATH", "")])}
-    batch = 5
-    for start in range(0, 20, batch):
-        procs = []
-        for i in range(start, start + batch):
-            d = tmp_path / f"ck{i}"
-            procs.append((d, subprocess.Popen([sys.executable, str(script), str(d)], stdout=subprocess.PIPE,
-                                              stderr=subprocess.DEVNULL, text=True, env=env)))
-        firsts = []
-        for d, p in procs:
-            firsts.append(p.stdout.readline())  # the first save completed
-            assert firsts[-1].strip(), "writer died before its first save"
-        for d, p in procs:
-            time.sleep(float(rng.uniform(0.0, 0.15)))
-            p.send_signal(signal.SIGKILL)
-            p.wait()
-        for (d, p), first in zip(procs, firsts):
-            completed = [int(x) for x in (first + p.stdout.read()).split()]
-            p.stdout.close()
-            tr = Trainer(make_learner(cfg), data, config=cfg, progress=False, state=template.state)
-            tr.restore(d)
-            # The restored step is the last completed one (or a later save finished after the
-            # last line was printed, by at most one save).
-            last = max(completed)
-            assert tr.step in (last, last + 3), (tr.step, last)
-            if tr.step not in reference:
-                reference[tr.step] = Trainer(make_learner(cfg), data, config=cfg, chunk_size=3,
-                                             progress=False).fit(tr.step).state
-            _leaves_equal(tr.state, reference[tr.step])
+    for trial in trials:
+        assert trial["completed"], "a writer was killed before its first save completed"
+        tr = Trainer(make_learner(cfg), data, config=cfg, progress=False, state=template.state)
+        tr.restore(trial["dir"])
+        # The restored step is the last completed save, or one more if that save finished after
+        # the writer's last report and before the kill.
+        last = max(trial["completed"])
+        assert tr.step in (last, last + 3), (tr.step, last)
+        if tr.step not in reference:
+            reference[tr.step] = Trainer(make_learner(cfg), data, config=cfg, chunk_size=3,
+                                         progress=False).fit(tr.step).state
+        _leaves_equal(tr.state, reference[tr.step])
