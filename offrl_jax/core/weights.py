@@ -33,6 +33,7 @@ __all__ = [
     "clip_log_ratios",
     "cumsum_last",
     "cumulative_log_weights",
+    "final_log_weight",
     "log_discounts",
     "normalized_weights",
     "importance_weights",
@@ -141,6 +142,33 @@ def cumulative_log_weights(
     lr = jnp.where(jnp.asarray(mask) > 0, log_ratios, jnp.zeros_like(log_ratios))
     lr = clip_log_ratios(lr, max_log_ratio)
     log_w = cumsum_last(lr)
+    if max_log_weight is not None:
+        log_w = jnp.minimum(log_w, jnp.asarray(max_log_weight, log_w.dtype))
+    return log_w
+
+
+def final_log_weight(
+    log_ratios: Array,
+    mask: Array,
+    max_log_ratio: Optional[float] = None,
+    max_log_weight: Optional[float] = None,
+) -> Array:
+    """log w_{0:T-1} = sum_t log rho_t along the last axis: the last column of
+    :func:`cumulative_log_weights`, formed as a plain sum (no cumulative-sum work), with the same
+    optional truncations (per step before the sum, cumulative after it).
+
+    Args:
+      log_ratios: ``[..., T]`` log rho_t.
+      mask: ``[..., T]`` 1 on real steps, 0 on padding.
+      max_log_ratio: optional per-step bound on log rho_t.
+      max_log_weight: optional bound on log w_{0:T-1}.
+
+    Returns:
+      ``[...]`` log w_{0:T-1}.
+    """
+    log_ratios = jnp.asarray(log_ratios)
+    lr = jnp.where(jnp.asarray(mask) > 0, log_ratios, jnp.zeros_like(log_ratios))
+    log_w = jnp.sum(clip_log_ratios(lr, max_log_ratio), axis=-1)
     if max_log_weight is not None:
         log_w = jnp.minimum(log_w, jnp.asarray(max_log_weight, log_w.dtype))
     return log_w

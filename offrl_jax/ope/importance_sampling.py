@@ -33,6 +33,7 @@ from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import (
     clip_log_ratios,
     cumulative_log_weights,
+    final_log_weight,
     log_discounts,
     normalized_weights,
     safe_ratio,
@@ -103,7 +104,7 @@ def trajectory_is_return(
     chex.assert_rank([rewards, log_ratios, mask], 1)
     chex.assert_equal_shape([rewards, log_ratios, mask])
     r = _masked(rewards, mask)
-    log_w = _final_log_weight(log_ratios, mask, max_log_ratio, max_log_weight)
+    log_w = final_log_weight(log_ratios, mask, max_log_ratio, max_log_weight)
     disc = jnp.exp(log_discounts(gamma, r.shape[-1], r.dtype))
     return jnp.exp(log_w) * jnp.sum(disc * r)
 
@@ -311,7 +312,7 @@ def weighted_is_with_info(
     disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
 
     def rows(r, lr, m):
-        log_w = _final_log_weight(lr, m, max_log_ratio, max_log_weight)
+        log_w = final_log_weight(lr, m, max_log_ratio, max_log_weight)
         return log_w, jnp.sum(_masked(r, m) * disc[None, :], axis=-1)
 
     log_w, returns = map_rows(rows, (rewards, log_ratios, mask), chunk_rows)
@@ -432,17 +433,4 @@ def weighted_per_decision_is(
         rewards, log_ratios, mask, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight,
         validate=validate, chunk_rows=chunk_rows,
     ).estimate
-
-
-def _final_log_weight(log_ratios, mask, max_log_ratio=None, max_log_weight=None):
-    """log w_{0:T-1} along the last axis: the last column of ``core.cumulative_log_weights``.
-
-    Formed as a plain sum (the same value without the ``[T, T]`` cumulative-sum work).
-    """
-    lr = _masked(log_ratios, mask)
-    lr = clip_log_ratios(lr, max_log_ratio)
-    log_w = jnp.sum(lr, axis=-1)
-    if max_log_weight is not None:
-        log_w = jnp.minimum(log_w, jnp.asarray(max_log_weight, log_w.dtype))
-    return log_w
 
