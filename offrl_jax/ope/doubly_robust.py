@@ -208,8 +208,11 @@ def doubly_robust_returns(
             real = m > 0
             log_w = cumulative_log_weights(lr, m)
             log_w_prev = jnp.concatenate([jnp.zeros_like(log_w[:, :1]), log_w[:, :-1]], axis=1)
-            terms = jnp.exp(log_w + log_disc) * (r - q) + jnp.exp(log_w_prev + log_disc) * v
-            return jnp.sum(jnp.where(real, terms, jnp.zeros_like(terms)), axis=-1)
+            # Zero factors contribute exactly 0 even where their weight overflows to inf.
+            td, zero = r - q, jnp.zeros_like(r)
+            terms = jnp.where(td == 0, zero, jnp.exp(log_w + log_disc) * td)
+            terms = terms + jnp.where(v == 0, zero, jnp.exp(log_w_prev + log_disc) * v)
+            return jnp.sum(jnp.where(real, terms, zero), axis=-1)
 
     else:
         core = lambda *x: doubly_robust_values(*x[:3], gamma, *x[3:], method=method)[0]

@@ -149,7 +149,9 @@ def per_decision_is_return(
         lr_t, r_t, log_d_t = x
         log_w = log_w + lr_t
         capped = log_w if cap is None else jnp.minimum(log_w, cap)
-        return (log_w, total + jnp.exp(capped + log_d_t) * r_t), None
+        # A zero reward contributes exactly 0, even where its weight overflows to inf.
+        term = jnp.where(r_t == 0, jnp.zeros_like(r_t), jnp.exp(capped + log_d_t) * r_t)
+        return (log_w, total + term), None
 
     zero = jnp.zeros((), r.dtype)
     (_, total), _ = jax.lax.scan(step, (zero, zero), (lr, r, log_discounts(gamma, r.shape[-1], r.dtype)))

@@ -284,3 +284,16 @@ def test_long_horizon_float32_dr_and_wdr_stay_finite():
     got = LONG_JIT(*f32(r, lr2, m), 0.9, *f32(q, v))[-1]
     assert np.isfinite(float(got))
     np.testing.assert_allclose(float(got), _np_dr_wdr(r, lr2, m, 0.9, q, v)[1], rtol=1e-3, atol=1e-4)
+
+
+def test_overflowing_weight_times_zero_reward_is_zero_not_nan():
+    """log-ratios [100, -100] with rewards [0, 1]: w_{0:0} = e^100 overflows float32, but its
+    reward is 0 and w_{0:1} = 1, so PDIS and DR (Q̂ = 0, weights form) give gamma * 1 exactly."""
+    from offrl_jax.ope import per_decision_is
+
+    lr = jnp.asarray([[100.0, -100.0]], jnp.float32)
+    r = jnp.asarray([[0.0, 1.0]], jnp.float32)
+    m = jnp.ones((1, 2), jnp.float32)
+    z = jnp.zeros((1, 2), jnp.float32)
+    assert float(per_decision_is(r, lr, m, 0.9)) == pytest.approx(0.9, rel=1e-6)
+    assert float(ope.doubly_robust(r, lr, m, 0.9, z, z, method="weights")) == pytest.approx(0.9, rel=1e-6)
