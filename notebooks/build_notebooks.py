@@ -376,10 +376,11 @@ learner = pg.make_learner(config, policy)                 # init(key, batch), ru
 train_round = jax.jit(learner.run, static_argnums=2)
 batch = pg.pg_batch(g_data)
 state = learner.init(jax.random.key(4), batch)
-curve = [(0, float(exact_value(state.params)), float("nan"))]
+exact_j_of = jax.jit(exact_value)
+curve = [(0, float(exact_j_of(state.params)), float("nan"))]
 for r in range(4):
     state, metrics = train_round(state, batch, 25)
-    curve.append((25 * (r + 1), float(exact_value(state.params)), float(metrics.estimate[-1])))
+    curve.append((25 * (r + 1), float(exact_j_of(state.params)), float(metrics.estimate[-1])))
 for step, exact_j, est in curve:
     print(f"step {step:3d}: exact J(pi_theta) = {exact_j:.3f}   PDIS estimate = {est:.3f}")
 results["pg_curve"] = curve
@@ -447,10 +448,17 @@ def next_pi(phi_table, pi):
     return linear.expected_features(phi_table[s_next], pi[s_next])     # sum_a' pi(a'|s') phi(s', a')
 
 
-w_tab = linear.lstdq(phi_onehot[s, a], next_pi(phi_onehot, target), r, disc, gamma)
-model = estimate_mdp(data, S, A, gamma)                                  # S + 1 states (absorbing end)
-pi_ext = jnp.concatenate([target, jnp.full((1, A), 1.0 / A)])
-q_model = q_values(model, pi_ext)[:S]
+lstdq = jax.jit(linear.lstdq)                                             # jit once, at the outermost call
+w_tab = lstdq(phi_onehot[s, a], next_pi(phi_onehot, target), r, disc, gamma)
+
+
+@jax.jit
+def model_q(data, pi):
+    model = estimate_mdp(data, S, A, gamma)                              # S + 1 states (absorbing end)
+    return q_values(model, jnp.concatenate([pi, jnp.full((1, A), 1.0 / A)]))[:S]
+
+
+q_model = model_q(data, target)
 lstdq_vs_model = float(jnp.max(jnp.abs(w_tab.reshape(S, A) - q_model)))
 lstdq_vs_true = float(jnp.max(jnp.abs(w_tab.reshape(S, A) - true_q)))
 print(f"max |LSTDQ - model Q| = {lstdq_vs_model:.2e}   max |LSTDQ - true Q^pi| = {lstdq_vs_true:.3f}")
@@ -469,8 +477,8 @@ results.update(lstdq_vs_model=lstdq_vs_model, lstdq_vs_true=lstdq_vs_true)
 z = 10.0 * (jnp.arange(S, dtype=jnp.float64) + 1) / S
 poly_state = jnp.stack([z**k for k in range(5)], axis=-1)              # [S, 5]
 phi_poly = jnp.einsum("ab,sk->sabk", jnp.eye(A), poly_state).reshape(S, A, A * 5)
-w_lstdq = linear.lstdq(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
-w_model = linear.linear_model_value(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
+w_lstdq = lstdq(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
+w_model = jax.jit(linear.linear_model_value)(phi_poly[s, a], next_pi(phi_poly, target), r, disc, gamma)
 identity_gap = float(jnp.max(jnp.abs(w_lstdq - w_model)) / jnp.max(jnp.abs(w_lstdq)))
 q_poly = phi_poly @ w_lstdq                                                # [S, A]
 poly_value = float(mdp.initial @ jnp.sum(target * q_poly, -1))
@@ -507,7 +515,8 @@ results.update(lspi_hamming=hamming, lspi_value=float(policy_value(mdp, lspi_pol
 transitions = to_transitions(data)
 config = fitted.FittedQConfig(num_actions=A, method="fqe", gamma=gamma, hidden_sizes=(32,), num_observations=S,
                               num_steps=50, batch_size=512, learning_rate=1e-2, dtype="float64")
-fqe = fitted.fitted_q_iteration(jax.random.key(1), transitions, config, num_iterations=60, target_policy=target)
+fqi_loop = jax.jit(fitted.fitted_q_iteration, static_argnames=("config", "num_iterations"))
+fqe = fqi_loop(jax.random.key(1), transitions, config, num_iterations=60, target_policy=target)
 q_fqe = fitted.q_network(config).apply(fqe.state.params, jnp.arange(S))
 fqe_value = float(mdp.initial @ jnp.sum(target * q_fqe, -1))
 print(f"FQE: J_hat = {fqe_value:.3f}   LSTDQ (tabular) = {float(mdp.initial @ jnp.sum(target * q_model, -1)):.3f}"
