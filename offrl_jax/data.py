@@ -20,7 +20,6 @@ which validate on the host and raise ``ValueError`` naming the field, before any
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from typing import Any, Mapping, Optional, Sequence
 
@@ -29,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.files import atomic_write
 from offrl_jax.core.validation import as_host, check_finite, check_leading, check_log_probs, check_mask
 
 
@@ -466,19 +466,13 @@ def save_npz(path: str | os.PathLike, data: Trajectories | Transitions) -> None:
     if not isinstance(data, (Trajectories, Transitions)):
         raise ValueError(f"data: expected Trajectories or Transitions, found {type(data).__name__}")
     arrays = {k: np.asarray(v) for k, v in _fields(data).items()}
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, __kind__=np.array(type(data).__name__), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    kind = np.array(type(data).__name__)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, __kind__=kind, **arrays)
+
+    atomic_write(path, write)
 
 
 def load_npz(path: str | os.PathLike) -> Trajectories | Transitions:

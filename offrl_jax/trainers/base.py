@@ -33,10 +33,11 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
+from offrl_jax.core.files import atomic_write
 from offrl_jax.core.learner import Learner
 from offrl_jax.core.validation import check_positive_int
 
-__all__ = ["Trainer", "Callback", "atomic_write"]
+__all__ = ["Trainer", "Callback"]
 
 Callback = Callable[["Trainer"], Optional[Dict[str, Any]]]
 
@@ -66,23 +67,6 @@ def _config_record(config: Any) -> Dict[str, str]:
     if hasattr(config, "_asdict"):
         return {k: repr(v) for k, v in config._asdict().items()}
     return {"config": repr(config)}
-
-
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Calls ``write(tmp)`` on a temporary file beside ``path``, fsyncs it, then renames it over
-    ``path`` (atomic on POSIX): a failed or killed write leaves the previous file intact."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
