@@ -30,6 +30,9 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; publish an ordinary file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
