@@ -16,6 +16,16 @@ from offrl_jax.ope.doubly_robust import direct_method, weighted_doubly_robust
 from offrl_jax.ope.magic import default_j_steps, j_step_returns, magic, simplex_qp
 
 
+@pytest.fixture
+def fast_compiles():
+    """XLA with most optimisations off (as the demo compiles): these Monte-Carlo programs run once,
+    so compiling them takes most of the time; results agree with the optimised ones to ~1e-16."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 def _random_data(seed, n=7, t=5):
     # numpy, not jax.random: compiling the PRNG programs (eager or jitted) took seconds per shape.
     rng = np.random.default_rng(seed)
@@ -160,7 +170,7 @@ def test_magic_ingredients_follow_the_reference_steps():
     np.testing.assert_allclose(plain.covariance, np.cov(np.asarray(per), rowvar=False), rtol=1e-10)
 
 
-def test_magic_jit_vmap_and_zero_weights():
+def test_magic_jit_vmap_and_zero_weights(fast_compiles):
     keys = jax.random.split(jax.random.key(3), 3)
     data = tuple(jnp.stack(x) for x in zip(*(_random_data(30 + i, n=10, t=4) for i in range(3))))
 
@@ -182,16 +192,6 @@ def test_magic_jit_vmap_and_zero_weights():
     res = batched_fn(keys, r, lr.at[:, :, 2].set(-jnp.inf), jnp.ones_like(m), q, v)
     assert np.all(np.asarray(res.zero_weight_sum)) and np.all(np.isfinite(np.asarray(res.returns)))
     assert np.all(np.isfinite(np.asarray(res.estimate))) and np.all(np.asarray(res.qp_converged))
-
-
-@pytest.fixture
-def fast_compiles():
-    """XLA with most optimisations off (as the demo compiles): these Monte-Carlo programs run once,
-    so compiling them takes most of the time; results agree with the optimised ones to ~1e-16."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def _tracking_run(name, n, num_datasets, seed):
