@@ -18,8 +18,8 @@ from offrl_jax.ope.magic import default_j_steps, j_step_returns, magic, simplex_
 
 @pytest.fixture
 def fast_compiles():
-    """XLA with most optimisations off (as the demo compiles): these Monte-Carlo programs run once,
-    so compiling them takes most of the time; results agree with the optimised ones to ~1e-16."""
+    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
+    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
     previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)
     yield
