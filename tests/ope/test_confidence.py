@@ -1,6 +1,6 @@
 """Confidence intervals and lower bounds: formulas, coverage against the exact J, validation."""
 
-import functools
+import contextlib
 import math
 
 import jax
@@ -43,6 +43,36 @@ def _per_trajectory(key, n):
 _datasets = jax.jit(jax.vmap(_per_trajectory, in_axes=(0, None)), static_argnums=1)
 
 
+@contextlib.contextmanager
+def _fast_compiles():
+    """XLA with most optimisations off (as the demo compiles) for programs that run once on little
+    data, where compiling is most of the cost. Numerics are unaffected at the tolerances used."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def _draw(seed, num_datasets, n):
+    """``num_datasets`` independent datasets of ``n`` trajectories, ``(log_w, g)`` each ``[D, n]``.
+
+    Every dataset of the module comes from the one compiled program ``_datasets(400 keys, 100)``
+    (trajectories are i.i.d., so blocks of them are regrouped into datasets of any size);
+    ``_draw(42, 400, 100)`` is exactly ``_datasets(split(key(42), 400), 100)``.
+    """
+    total = num_datasets * n
+    calls = -(-total // (NUM_DATASETS * 100))
+    parts = []
+    for c in range(calls):
+        key = jax.random.key(seed) if c == 0 else jax.random.fold_in(jax.random.key(seed), c)
+        with _fast_compiles():
+            parts.append(_datasets(jax.random.split(key, NUM_DATASETS), 100))
+    lw, g = (jnp.concatenate([p[i].reshape(-1) for p in parts])[:total].reshape(num_datasets, n) for i in (0, 1))
+    return lw, g
+
+
 @pytest.fixture(scope="module")
 def exact_value():
     value = float(policy_value(MDP, TARGET))
@@ -52,24 +82,44 @@ def exact_value():
 
 @pytest.fixture(scope="module")
 def samples_100():
-    keys = jax.random.split(jax.random.key(42), NUM_DATASETS)
-    log_w, g = _datasets(keys, 100)
+    log_w, g = _draw(42, NUM_DATASETS, 100)
     return log_w, g, jnp.exp(log_w) * g
 
 
-@functools.lru_cache(maxsize=None)
-def _vmapped_cached(fn, kw):
-    kw = dict(kw)
-    return jax.jit(jax.vmap(lambda x: fn(x, **kw)))
+def _exact_bounds(k, lw, g, x):
+    """Hoeffding, empirical Bernstein (x = w G in [-W_MAX, W_MAX]) and HCOPE lower bounds."""
+    return (
+        hoeffding_bound(x, -W_MAX, W_MAX),
+        empirical_bernstein_bound(x, -W_MAX, W_MAX),
+        hcope_lower_bound(k, lw, g, -1.0, 1.0, split=0.1),
+    )
 
 
-def _vmapped(fn, **kw):
-    """One compiled vmapped function per (fn, options), shared by the tests of this module."""
-    return _vmapped_cached(fn, tuple(sorted(kw.items())))
+def _all_bounds(k, lw, g, x):
+    """Every interval and bound of the module on one dataset (95%)."""
+    k1, k2 = jax.random.split(k)
+    out = {
+        "t two-sided": student_t_interval(x),
+        "t lower": student_t_interval(x, side="lower"),
+    }
+    for method in ("percentile", "bca"):
+        for side in ("two-sided", "lower"):
+            out[f"bootstrap {method} {side}"] = bootstrap_interval(k1, x, method=method, side=side)
+    out["hoeffding"], out["bernstein"], out["hcope"] = _exact_bounds(k2, lw, g, x)
+    return out
 
 
-# HCOPE over a batch of datasets, shared by the width and coverage tests.
-_hcope_batched = jax.jit(jax.vmap(lambda k, lw, g: hcope_lower_bound(k, lw, g, -1.0, 1.0, split=0.1)))
+# One compiled program per batch shape: every method on the 400 datasets of n = 100 (shared by
+# the coverage and width tests), the exact bounds on the 200 datasets of n = 400.
+_all_bounds_batched = jax.jit(jax.vmap(_all_bounds))
+_exact_bounds_batched = jax.jit(jax.vmap(_exact_bounds))
+
+
+@pytest.fixture(scope="module")
+def bounds_100(samples_100):
+    log_w, g, x = samples_100
+    # Optimised: its 4 x 400 bootstraps run 4x slower without XLA's optimisations.
+    return _all_bounds_batched(jax.random.split(jax.random.key(3), NUM_DATASETS), log_w, g, x)
 
 
 def _same_under_jit(fn, eager, *args):
@@ -81,10 +131,14 @@ def _same_under_jit(fn, eager, *args):
 
 def test_student_t_quantile_matches_scipy():
     ps = jnp.asarray([1e-4, 0.025, 0.05, 0.3, 0.5, 0.9, 0.975, 0.9995])
-    for df in (1, 29, 30, 10**5):
-        got = np.asarray(student_t_quantile(ps, df))
-        np.testing.assert_allclose(got, scipy.stats.t.ppf(np.asarray(ps), df), rtol=2e-5, atol=1e-9)
-    got32 = student_t_quantile(jnp.asarray([0.975], jnp.float32), 9999)
+    dfs = (1, 29, 30, 10**5)
+    # One program for every df (static) and the float32 case; the eager path runs in
+    # test_student_t_interval_matches_scipy.
+    got, got32 = jax.jit(lambda p, p32: ([student_t_quantile(p, df) for df in dfs], student_t_quantile(p32, 9999)))(
+        ps, jnp.asarray([0.975], jnp.float32)
+    )
+    for df, g in zip(dfs, got):
+        np.testing.assert_allclose(np.asarray(g), scipy.stats.t.ppf(np.asarray(ps), df), rtol=2e-5, atol=1e-9)
     assert got32.dtype == jnp.float32
     np.testing.assert_allclose(got32, scipy.stats.t.ppf(0.975, 9999), rtol=1e-5)
 
@@ -123,74 +177,54 @@ def test_hoeffding_and_bernstein_formulas():
     assert float(tiny.lower) == 0.0 and float(tiny.upper) <= 1.0
 
 
-def test_widths_shrink_as_inverse_sqrt_n(samples_100):
-    keys = jax.random.split(jax.random.key(7), 200)
-    lw400, g400 = _datasets(keys, 400)
+def test_widths_shrink_as_inverse_sqrt_n(samples_100, bounds_100):
+    lw400, g400 = _draw(7, 200, 400)
     x400 = jnp.exp(lw400) * g400
-    lw100, g100, x100 = samples_100  # 400 datasets: the shapes of test_coverage (shared compiles)
+    _, _, x100 = samples_100
+    with _fast_compiles():
+        b400 = _exact_bounds_batched(jax.random.split(jax.random.key(8), 200), lw400, g400, x400)
+    b100 = (bounds_100["hoeffding"], bounds_100["bernstein"], bounds_100["hcope"])
     # Hoeffding: exactly 1/sqrt(n).
-    w100 = jnp.mean(x100, 1) - _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x100).lower
-    w400 = jnp.mean(x400, 1) - _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x400).lower
+    w100 = jnp.mean(x100, 1) - b100[0].lower
+    w400 = jnp.mean(x400, 1) - b400[0].lower
     np.testing.assert_allclose(w100[:200] / w400, 2.0, rtol=1e-10)
     # Empirical Bernstein: width = (b - a) [sqrt(2 V ln(2/delta) / n) + 7 ln(2/delta) / (3 (n - 1))].
     # The variance term shrinks as 1/sqrt(n) (ratio 2 up to the change in mean sqrt(V)); the total
     # width ratio lies between 2 and (4n - 1)/(n - 1).
-    eb = _vmapped(empirical_bernstein_bound, a=-W_MAX, b=W_MAX)
     ln = math.log(2 / 0.05)
 
-    def eb_terms(x):
-        width = jnp.mean(x, 1) - eb(x).lower
+    def eb_terms(x, eb):
+        width = jnp.mean(x, 1) - eb.lower
         n = x.shape[1]
         return width, width - 2 * W_MAX * 7 * ln / (3 * (n - 1))
 
-    (w100, v100), (w400, v400) = eb_terms(x100), eb_terms(x400)
+    (w100, v100), (w400, v400) = eb_terms(x100, b100[1]), eb_terms(x400, b400[1])
     r_var = float(jnp.mean(v100) / jnp.mean(v400))
     r_eb = float(jnp.mean(w100) / jnp.mean(w400))
     assert 1.9 < r_var < 2.1, r_var
     assert 2.0 < r_eb < 399 / 99, r_eb
     # HCOPE: gap between the IS estimate and the bound (same two kinds of term, plus a truncation
     # bias that shrinks as c grows with n).
-    gap100 = _hcope_batched(jax.random.split(jax.random.key(8), NUM_DATASETS), lw100, g100)
-    gap400 = _hcope_batched(jax.random.split(jax.random.key(8), 200), lw400, g400)
+    gap100, gap400 = b100[2], b400[2]
     r_hc = float(jnp.mean(gap100.estimate - gap100.lower) / jnp.mean(gap400.estimate - gap400.lower))
     print("width ratios n=100 / n=400: EB", r_eb, "EB variance term", r_var, "HCOPE", r_hc)
     assert 2.0 < r_hc < 399 / 99, r_hc
 
 
-def test_coverage(samples_100, exact_value):
+def test_coverage(bounds_100, exact_value):
     """Each method's 95% promise holds for the exact J over 400 independent datasets."""
-    log_w, g, x = samples_100
+    b = bounds_100
     covered = {}
-    t2 = _vmapped(student_t_interval)(x)
-    covered["t two-sided"] = (t2.lower <= exact_value) & (exact_value <= t2.upper)
-    t1 = _vmapped(student_t_interval, side="lower")(x)
-    covered["t lower"] = t1.lower <= exact_value
-    def all_bootstraps(k, s):
-        return {
-            (method, side): bootstrap_interval(k, s, method=method, side=side)
-            for method in ("percentile", "bca")
-            for side in ("two-sided", "lower")
-        }
-
-    bkeys = jax.random.split(jax.random.key(3), NUM_DATASETS)
-    boots = jax.jit(jax.vmap(all_bootstraps))(bkeys, x)
-    for method in ("percentile", "bca"):
-        b2, b1 = boots[(method, "two-sided")], boots[(method, "lower")]
-        covered[f"bootstrap {method}"] = (b2.lower <= exact_value) & (exact_value <= b2.upper)
-        covered[f"bootstrap {method} lower"] = b1.lower <= exact_value
-    h = _vmapped(hoeffding_bound, a=-W_MAX, b=W_MAX)(x)
-    covered["hoeffding"] = h.lower <= exact_value
-    e = _vmapped(empirical_bernstein_bound, a=-W_MAX, b=W_MAX)(x)
-    covered["bernstein"] = e.lower <= exact_value
-    hk = jax.random.split(jax.random.key(4), NUM_DATASETS)
-    hc = _hcope_batched(hk, log_w, g)
-    covered["hcope"] = hc.lower <= exact_value
+    for name in ("t two-sided", "bootstrap percentile two-sided", "bootstrap bca two-sided"):
+        covered[name] = (b[name].lower <= exact_value) & (exact_value <= b[name].upper)
+    for name in ("t lower", "bootstrap percentile lower", "bootstrap bca lower", "hoeffding", "bernstein", "hcope"):
+        covered[name] = b[name].lower <= exact_value
     rates = {k: float(jnp.mean(v)) for k, v in covered.items()}
     print("coverage at 95% over", NUM_DATASETS, "datasets of n = 100:", rates)
     for name, rate in rates.items():
         assert rate >= COVERAGE_FLOOR, (name, rate)
     # The exact bounds are informative, not vacuous: above the trivial lower end -W_MAX on average.
-    assert float(jnp.mean(e.lower)) > -0.5 and float(jnp.mean(hc.lower)) > -0.5
+    assert float(jnp.mean(b["bernstein"].lower)) > -0.5 and float(jnp.mean(b["hcope"].lower)) > -0.5
 
 
 def test_bootstrap_percentile_and_bca_match_numpy():
@@ -222,7 +256,7 @@ def test_bootstrap_percentile_and_bca_match_numpy():
 
 def test_bootstrap_weighted_estimator_renormalises_per_resample():
     """A dataset-level self-normalised estimator (WIS) is recomputed on each resample."""
-    log_w, g = _datasets(jax.random.split(jax.random.key(9), 1), 80)
+    log_w, g = _draw(9, 1, 80)
     data = (log_w[0], g[0])
 
     def wis(d):
@@ -252,7 +286,7 @@ def test_bootstrap_indices_uniform():
 
 
 def test_hcope_threshold_uses_only_pre_split():
-    log_w, g = _datasets(jax.random.split(jax.random.key(12), 1), 200)
+    log_w, g = _draw(12, 1, 200)
     log_w, g = log_w[0], g[0]
     key = jax.random.key(13)
     hc = jax.jit(lambda lw, gg: hcope_lower_bound(key, lw, gg, -1.0, 1.0, split=0.1))
@@ -272,7 +306,7 @@ def test_hcope_threshold_uses_only_pre_split():
 
 
 def test_hcope_bound_formula():
-    log_w, g = _datasets(jax.random.split(jax.random.key(14), 1), 200)
+    log_w, g = _draw(14, 1, 200)
     log_w, g = np.asarray(log_w[0]), np.asarray(g[0])
     key = jax.random.key(15)
     res = hcope_lower_bound(key, log_w, g, -1.0, 1.0, confidence=0.9, split=0.1)
@@ -305,7 +339,7 @@ def test_hcope_huge_weights_stay_finite():
 def test_vmap_matches_loop():
     """Vmapped over datasets equals one jitted call per dataset (jit vs eager: the formula tests)."""
     keys = jax.random.split(jax.random.key(16), 3)
-    log_w, g = _datasets(keys, 60)
+    log_w, g = _draw(16, 3, 60)
     x = jnp.exp(log_w) * g
     fns = {
         "t": lambda k, lw, gg, s: student_t_interval(s),
@@ -318,10 +352,11 @@ def test_vmap_matches_loop():
     def all_methods(*a):
         return {name: fn(*a)[:3] for name, fn in fns.items()}
 
-    batched = jax.jit(jax.vmap(all_methods))(keys, log_w, g, x)
-    jitted = jax.jit(all_methods)
-    for i in range(3):
-        one = jitted(keys[i], log_w[i], g[i], x[i])
+    with _fast_compiles():
+        batched = jax.jit(jax.vmap(all_methods))(keys, log_w, g, x)
+        jitted = jax.jit(all_methods)
+        ones = [jitted(keys[i], log_w[i], g[i], x[i]) for i in range(3)]
+    for i, one in enumerate(ones):
         for name in fns:
             for j in range(3):
                 np.testing.assert_allclose(one[name][j], batched[name][j][i], rtol=1e-10, err_msg=name)

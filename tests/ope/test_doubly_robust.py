@@ -8,6 +8,17 @@ import pytest
 from offrl_jax import ope
 from offrl_jax.envs import TabularMDP, q_values, rollout, state_values
 
+
+@pytest.fixture
+def fast_compiles():
+    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
+    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 METHODS = ("scan", "associative", "weights")
 DR_JIT = {m: jax.jit(lambda *a, m=m: ope.doubly_robust(*a, method=m)) for m in METHODS}
 WDR_JIT = jax.jit(ope.weighted_doubly_robust_with_info)
@@ -128,7 +139,7 @@ def test_padded_equals_unpadded():
     )
 
 
-def test_jit_equals_no_jit_and_vmap_equals_loop():
+def test_jit_equals_no_jit_and_vmap_equals_loop(fast_compiles):
     data = [_random_data(10 + k) for k in range(2)]
     stacked = [np.stack(x) for x in zip(*data)]
     r, lr, m, q, v = data[0]
@@ -230,7 +241,7 @@ def _pdis_and_exact_dr(mdp, behavior, target, keys):
 KEYS = jax.random.split(jax.random.key(3), 256)
 
 
-def test_exact_q_on_deterministic_mdp_has_zero_variance():
+def test_exact_q_on_deterministic_mdp_has_zero_variance(fast_compiles):
     mdp, behavior, target = _chain(p=1.0)
     _, (per_traj, v0, wdr) = _pdis_and_exact_dr(mdp, behavior, target, KEYS)
     # Every trajectory's DR value is exactly V^pi(s_0): zero variance given the start state.
@@ -239,7 +250,7 @@ def test_exact_q_on_deterministic_mdp_has_zero_variance():
     np.testing.assert_allclose(wdr, jnp.mean(v0, axis=1), rtol=1e-10)
 
 
-def test_exact_q_cuts_variance_far_below_pdis():
+def test_exact_q_cuts_variance_far_below_pdis(fast_compiles):
     mdp, behavior, target = _chain(p=0.8)
     est, _ = _pdis_and_exact_dr(mdp, behavior, target, KEYS)
     var = np.asarray(est).var(0, ddof=1)

@@ -11,6 +11,17 @@ from offrl_jax import ope
 from offrl_jax.data import Trajectories
 from offrl_jax.envs import TabularMDP, policy_value, q_values, rollout
 
+
+@pytest.fixture
+def fast_compiles():
+    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
+    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 S = 4
 
 
@@ -31,7 +42,7 @@ def _setup():
     return mdp, behavior, target, data, q
 
 
-def test_rows_match_array_functions_and_print():
+def test_rows_match_array_functions_and_print(fast_compiles):
     mdp, _, target, d, q = _setup()
     j = float(policy_value(mdp, target))
     q_hat = 0.8 * np.asarray(q)  # a wrong, fixed model
@@ -71,7 +82,7 @@ def test_rows_match_array_functions_and_print():
     assert set(table.to_dict()) == set(want)
 
 
-def test_model_terms_input_magic_and_exact_model():
+def test_model_terms_input_magic_and_exact_model(fast_compiles):
     mdp, _, target, d, q = _setup()
     t = jnp.arange(5)[None, :]
     terms = ope.model_terms(q[t, d.states], jnp.asarray(target)[d.states], d.actions, d.mask)
@@ -83,7 +94,7 @@ def test_model_terms_input_magic_and_exact_model():
     assert table["magic"].interval == "n/a" and np.isfinite(table["magic"].estimate)
 
 
-def test_policy_instead_of_target_log_probs():
+def test_policy_instead_of_target_log_probs(fast_compiles):
     _, _, target, d, _ = _setup()
     no_target = d.replace(target_log_probs=None)
     a = ope.evaluate(no_target, target, 0.9, estimators=("is", "wpdis"), num_resamples=20)
