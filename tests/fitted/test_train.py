@@ -188,6 +188,7 @@ def test_vmap_over_seeds_equals_separate_runs(garnet_data):
             jax.tree_util.tree_map(lambda x: x[i], batched.state.params), one.state.params, rtol=1e-10, atol=1e-12
         )
         np.testing.assert_allclose(batched.metrics.loss[i], one.metrics.loss, rtol=1e-10, atol=1e-12)
+    assert batched.metrics.loss.shape == (4, cfg.num_steps)
     assert not np.allclose(batched.metrics.loss[0], batched.metrics.loss[1])
     # Seeds in vmapped groups of 3 (4 = 3 + 1) side by side: the same runs, seed by seed.
     grouped = jax.jit(make_train_seeds(train, seeds_per_group=3))(keys, ds)
