@@ -53,7 +53,7 @@ def _collector(name):
 
     def collect(key, params, target_params):
         return control_rollout(
-            key, name, policy, params, N_DATA, horizon, target=policy, target_params=target_params
+            key, name, policy, params, N_DATA, horizon, target_policy=policy, target_params=target_params
         )
 
     return jax.jit(jax.vmap(collect, in_axes=(None, 0, None)))
@@ -297,8 +297,11 @@ def test_jit_equals_nojit_and_bare_functions_and_float32():
 
 def test_vmapped_equals_looped_and_returns_path():
     policy, params = controller("MountainCar-v0", 0.4)
+    target, target_params = controller("MountainCar-v0", 0.1)
     key = jax.random.key(5)
-    data = _small_rollout(key, policy=policy, params=params, target=None, target_params=None)
+    # The same static arguments as the jit test above: its compiled rollout is reused (the
+    # target only adds target_log_probs, which the bare episode below does not fill).
+    data = _small_rollout(key, policy=policy, params=params, target_policy=target, target_params=target_params)
     episode = jax.jit(control_episode, static_argnums=(1, 3, 5), static_argnames=("dtype",))
     env, env_params = make_env("MountainCar-v0")
     for n, k in enumerate(jax.random.split(key, SMALL["num_episodes"])):

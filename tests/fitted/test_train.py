@@ -85,14 +85,14 @@ def test_fqe_on_rollouts_equals_certainty_equivalence():
     mdp = garnet(3, 5, 2, 3, gamma=0.9, dtype=jnp.float64)
     beta = jnp.full((5, 2), 0.5)
     pi = jnp.asarray(np.random.default_rng(2).dirichlet(np.ones(2), size=5))
-    ds = to_transitions(rollout(jax.random.key(0), mdp, beta, num_episodes=8, horizon=15))
+    ds = to_transitions(jax.jit(rollout, static_argnames=("num_episodes", "horizon"))(jax.random.key(0), mdp, beta, num_episodes=8, horizon=15))
     assert np.all(np.asarray(ds.discounts) == 1.0)
     cfg = TAB.replace(num_actions=2, num_observations=5)
     res = jax.jit(make_train(cfg, pi))(jax.random.key(0), ds)
     q_ce = _empirical_q_pi(ds, pi, 5, 2, 0.9)
     np.testing.assert_allclose(_q_table(res.state, 5), q_ce, atol=1e-6)
     # and the empirical solution is a noisy estimate of the truth (not the truth itself)
-    assert np.max(np.abs(q_ce - np.asarray(q_values(mdp, pi)))) > 1e-3
+    assert np.max(np.abs(q_ce - np.asarray(jax.jit(q_values)(mdp, pi)))) > 1e-3
 
 
 def test_minibatch_mlp_fqe_recovers_q_pi(make_enumerated):
@@ -175,19 +175,33 @@ def test_update_traces_once():
     update(state, ds2)  # new values, same shapes: no retrace
 
 
-def test_vmap_over_seeds_equals_separate_runs(garnet_data):
+# One small MLP FQE learner shared by the seed and chunk tests: its jitted init and 40-step run
+# compile once and serve both (separate runs of the vmap test, the whole run of the chunk test).
+SEED_CFG = TAB.replace(hidden_sizes=(8,), batch_size=8, num_steps=40, target_update_period=10)
+
+
+@pytest.fixture(scope="module")
+def seed_learner(garnet_data):
     _, ds, pi = garnet_data
-    cfg = TAB.replace(hidden_sizes=(8,), batch_size=8, num_steps=60, target_update_period=10)
+    learner = make_learner(SEED_CFG, pi)
+    return learner, jax.jit(learner.init), jax.jit(learner.run, static_argnums=2)
+
+
+def test_vmap_over_seeds_equals_separate_runs(garnet_data, seed_learner):
+    _, ds, pi = garnet_data
+    cfg = SEED_CFG
+    _, init, run = seed_learner
     keys = jax.random.split(jax.random.key(7), 4)
     train = make_train(cfg, pi)
     batched = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, ds)
-    single = jax.jit(train)
     for i in range(4):
-        one = single(keys[i], ds)
+        # a separate run: train(key, data) = run(init(key, data), data, num_steps)
+        state, loss = run(init(keys[i], ds), ds, cfg.num_steps)
         chex.assert_trees_all_close(
-            jax.tree_util.tree_map(lambda x: x[i], batched.state.params), one.state.params, rtol=1e-10, atol=1e-12
+            jax.tree_util.tree_map(lambda x: x[i], batched.state.params), state.params, rtol=1e-10, atol=1e-12
         )
-        np.testing.assert_allclose(batched.metrics.loss[i], one.metrics.loss, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(batched.metrics.loss[i], loss.loss, rtol=1e-10, atol=1e-12)
+    assert batched.metrics.loss.shape == (4, cfg.num_steps)
     assert not np.allclose(batched.metrics.loss[0], batched.metrics.loss[1])
     # Seeds in vmapped groups of 3 (4 = 3 + 1) side by side: the same runs, seed by seed.
     grouped = jax.jit(make_train_seeds(train, seeds_per_group=3))(keys, ds)
@@ -198,13 +212,11 @@ def test_vmap_over_seeds_equals_separate_runs(garnet_data):
     assert 1 <= default_seeds_per_group(4, cfg) <= 4
 
 
-def test_learner_run_in_two_chunks_equals_one(garnet_data):
+def test_learner_run_in_two_chunks_equals_one(garnet_data, seed_learner):
     """run(init, 2n) == run(run(init, n), n): the key travels in the state."""
-    _, ds, pi = garnet_data
-    cfg = TAB.replace(hidden_sizes=(8,), batch_size=8, num_steps=40, target_update_period=10)
-    learner = make_learner(cfg, pi)
-    run = jax.jit(learner.run, static_argnums=2)
-    state0 = learner.init(jax.random.key(2), ds)
+    _, ds, _ = garnet_data
+    _, init, run = seed_learner
+    state0 = init(jax.random.key(2), ds)
     whole, m_whole = run(state0, ds, 40)
     half, m_a = run(state0, ds, 20)
     half, m_b = run(half, ds, 20)
