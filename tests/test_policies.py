@@ -35,18 +35,23 @@ def test_categorical_log_prob_is_normalised():
 def test_mlp_categorical_integer_and_vector_observations_agree():
     pol_int = mlp_categorical(3, num_observations=5, hidden_sizes=(8,), dtype=jnp.float64)
     pol_vec = mlp_categorical(3, observation_dim=5, hidden_sizes=(8,), dtype=jnp.float64)
-    params = pol_int.init(jax.random.key(0))
     obs = jnp.array([[0, 4, 2], [1, 1, 3]])
     act = jnp.array([[2, 0, 1], [0, 1, 2]])
-    a = pol_int.log_prob(params, obs, act)
-    b = pol_vec.log_prob(params, jax.nn.one_hot(obs, 5, dtype=jnp.float64), act)
+
+    @jax.jit
+    def everything(key):  # one compiled program for all the checks (eager: one primitive at a time)
+        params = pol_int.init(key)
+        a = pol_int.log_prob(params, obs, act)
+        b = pol_vec.log_prob(params, jax.nn.one_hot(obs, 5, dtype=jnp.float64), act)
+        grads = jax.grad(lambda p: pol_int.log_prob(p, obs, act).sum())(params)
+        return params, a, b, pol_int.probs(params, jnp.arange(5)), grads
+
+    params, a, b, probs, grads = everything(jax.random.key(0))
     assert a.shape == (2, 3)
     np.testing.assert_allclose(a, b, rtol=1e-12)
-    np.testing.assert_allclose(jax.jit(pol_int.log_prob)(params, obs, act), a, rtol=1e-12)
-    probs = pol_int.probs(params, jnp.arange(5))
+    np.testing.assert_allclose(pol_int.log_prob(params, obs, act), a, rtol=1e-12)  # eager equals jit
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(jnp.log(probs[obs, act]), a, rtol=1e-10)
-    grads = jax.grad(lambda p: pol_int.log_prob(p, obs, act).sum())(params)
     assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
 
 

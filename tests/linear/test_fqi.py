@@ -47,9 +47,12 @@ def test_fqi_vmapped_equals_loop_and_jit_equals_eager(one_hot_table):
 
 def test_fqi_singular_gram_is_flagged():
     phi = jnp.zeros((10, 3)).at[:, 0].set(1.0)  # features 1 and 2 never active
-    res = L.linear_fqi(phi, jnp.zeros((10, 2, 3)), jnp.ones(10), jnp.ones(10), 0.9, num_iterations=3)
+    # Jitted (ridge traced): one program for both calls; jit == eager is checked above.
+    fqi = jax.jit(lambda ridge: L.linear_fqi(phi, jnp.zeros((10, 2, 3)), jnp.ones(10), jnp.ones(10), 0.9, ridge,
+                                             num_iterations=3))
+    res = fqi(0.0)
     assert not bool(res.ok) and np.all(np.isnan(res.weights))
-    ok = L.linear_fqi(phi, jnp.zeros((10, 2, 3)), jnp.ones(10), jnp.ones(10), 0.9, 1e-6, num_iterations=3)
+    ok = fqi(1e-6)
     assert bool(ok.ok) and float(ok.weights[0]) == pytest.approx(10 / (10 + 1e-6))
 
 

@@ -119,9 +119,10 @@ def test_lspi_stops_at_max_iterations_and_flags_singular():
     r = np.random.default_rng(0)
     phi = jnp.asarray(r.normal(size=(30, 4)))
     nxt = jnp.asarray(r.normal(size=(30, 2, 4)))
-    res = L.lspi(phi, nxt, jnp.ones(30), jnp.ones(30), 0.5, max_iterations=1)
+    lspi = jax.jit(L.lspi, static_argnames=("max_iterations",))  # jit == eager is checked above
+    res = lspi(phi, nxt, jnp.ones(30), jnp.ones(30), 0.5, max_iterations=1)
     assert int(res.iterations) == 1 and res.weights_history.shape == (2, 4)
-    dead = L.lspi(phi.at[:, 0].set(0.0), nxt.at[..., 0].set(0.0), jnp.ones(30), jnp.ones(30), 0.5)
+    dead = lspi(phi.at[:, 0].set(0.0), nxt.at[..., 0].set(0.0), jnp.ones(30), jnp.ones(30), 0.5)
     assert not bool(dead.ok) and int(dead.iterations) == 1
 
 

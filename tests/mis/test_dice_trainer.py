@@ -56,17 +56,27 @@ def _trainer(data, **kw):
     return DiceTrainer(CFG, NET, NET, data, seed=0, chunk_size=25, progress=False, **kw)
 
 
-def test_resume_is_bit_for_bit_and_compiles_once(data, tmp_path):
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    """100 steps in chunks of 25 with callbacks, checkpointed at step 50 (shared: one compilation)."""
     calls = []
-    straight = _trainer(data, callbacks=[lambda t: calls.append(t.step) or {"est": t.estimate().estimate}], eval_every=50)
-    straight.fit(100)
+    ckpt = str(tmp_path_factory.mktemp("dice") / "ckpt")
+    trainer = _trainer(data, callbacks=[lambda t: calls.append(t.step) or {"est": t.estimate().estimate}], eval_every=50)
+    trainer.fit(50)
+    trainer.save(ckpt)
+    trainer.fit(50)
+    return trainer, calls, ckpt
+
+
+def test_resume_is_bit_for_bit_and_compiles_once(data, straight, tmp_path):
+    straight, calls, ckpt = straight
     assert calls == [50, 100] and [e["step"] for e in straight.evals] == [50, 100]
     assert isinstance(straight, Trainer)
-    # Four chunks of 25 steps: one compilation.
+    # Four chunks of 25 steps (two fits, a save between them): one compilation.
     assert straight._chunk._cache_size() == 1, straight._chunk._cache_size()
-    first = _trainer(data).fit(50)
-    first.save(str(tmp_path / "ckpt"))
-    resumed = _trainer(data).restore(str(tmp_path / "ckpt")).fit(50)
+    resumed = _trainer(data).restore(ckpt)
+    assert resumed.step == 50
+    resumed.fit(50)
     assert resumed.step == 100
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), resumed.state.weight_params, straight.state.weight_params)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), resumed.state.critic_params, straight.state.critic_params)
@@ -80,10 +90,10 @@ def test_resume_is_bit_for_bit_and_compiles_once(data, tmp_path):
     resumed.to_csv(str(tmp_path / "m.csv"))
 
 
-def test_trainer_validates(data):
+def test_trainer_validates(data, straight):
     with pytest.raises(ValueError, match="method"):
         DiceTrainer(CFG.replace(method="x"), NET, NET, data)
     with pytest.raises(ValueError, match="data"):
         DiceTrainer(CFG, NET, NET, {"observations": 1})
     with pytest.raises(ValueError, match="steps"):
-        _trainer(data).fit(0)
+        straight[0].fit(0)

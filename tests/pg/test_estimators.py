@@ -154,7 +154,7 @@ def test_mis_state_weights_are_consistent():
     """Estimated per-step state ratios approach d^π_t/d^β_t on a large dataset, and the
     state-marginal gradient with them approaches the exact gradient (first order does not)."""
     pi = POLICY.probs(THETA, OBS)
-    tr = rollout(jax.random.key(11), MDP, BETA, 8000, H)
+    tr = jax.jit(rollout, static_argnums=(3, 4))(jax.random.key(11), MDP, BETA, 8000, H)
 
     @jax.jit
     def run(tr):
@@ -174,7 +174,7 @@ def test_mis_state_weights_are_consistent():
         return sw, grad(sw.weights), grad(jnp.ones_like(sw.weights))
 
     sw, g_mis, g_first_order = run(tr)
-    exact = state_distributions(MDP, pi, H) / state_distributions(MDP, BETA, H)
+    exact = jax.jit(lambda: state_distributions(MDP, pi, H) / state_distributions(MDP, BETA, H))()
     np.testing.assert_allclose(sw.table[:, : S - 1], exact[:, : S - 1], atol=0.08)
     assert np.all(np.asarray(sw.unsupported_mass) < 1e-12)
     g_true = jax.jit(jax.grad(_exact_value))(THETA)
@@ -374,6 +374,7 @@ def test_padding_is_a_no_op():
     obs, act, mask, rew, blp, q_hat, base, sw = map(jnp.asarray, _tiny())
     pad = lambda x: jnp.concatenate([x, jnp.zeros((x.shape[0], 3), x.dtype)], axis=1)  # noqa: E731
 
+    @jax.jit  # one program per shape, not one compilation per primitive
     def grads(o, a, m, r, b, q, bs, w):
         lp = lambda th: POLICY.log_prob(th, o, a)  # noqa: E731
         fs = [

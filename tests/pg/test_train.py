@@ -1,6 +1,8 @@
 """Offline policy-gradient training: exact J(π) improves over the behaviour policy; the trainer's
 plumbing (recompilation, checkpoints, seeds, validation)."""
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,9 +17,18 @@ from offrl_jax.trainers import Trainer
 from offrl_jax.trainers.pg import OfflinePGTrainer
 
 
+@partial(jax.jit, static_argnums=1)
+def _exact_j_jit(mdp, policy, params):
+    return policy_value(mdp, policy.probs(params, jnp.arange(mdp.num_observations)))
+
+
 def _exact_j(problem, policy, params):
-    table = policy.probs(params, jnp.arange(problem.mdp.num_observations))
-    return float(policy_value(problem.mdp, table))
+    """Exact J(π_θ), jitted (one compilation per MDP and policy; not op by op)."""
+    return float(_exact_j_jit(problem.mdp, policy, params))
+
+
+_rollout = jax.jit(rollout, static_argnums=(3, 4))
+_policy_value = jax.jit(policy_value)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +41,7 @@ def _exact_j(problem, policy, params):
 def test_training_improves_exact_value_over_behaviour(name, num_episodes, horizon, options, min_gain):
     """Per-decision importance-weighted PG from behaviour data only; J measured exactly."""
     problem = make_problem(name, dtype=jnp.float64)
-    data = rollout(jax.random.key(0), problem.mdp, problem.behavior, num_episodes, horizon)
+    data = _rollout(jax.random.key(0), problem.mdp, problem.behavior, num_episodes, horizon)
     policy = tabular_softmax(*problem.behavior.shape, init_logits=jnp.log(problem.behavior))
     config = PGConfig(estimator="per_decision", gamma=float(problem.mdp.gamma), learning_rate=0.05, **options)
     trainer = OfflinePGTrainer(data, policy, config, chunk_size=200, progress=False)
@@ -38,7 +49,7 @@ def test_training_improves_exact_value_over_behaviour(name, num_episodes, horizo
     trainer.fit(200)
     j_after = _exact_j(problem, policy, trainer.params)
     print(f"{name}: exact J(behaviour) = {j_before:.4f}, J(learned) = {j_after:.4f}")
-    np.testing.assert_allclose(j_before, float(policy_value(problem.mdp, problem.behavior)), rtol=1e-10)
+    np.testing.assert_allclose(j_before, float(_policy_value(problem.mdp, problem.behavior)), rtol=1e-10)
     assert j_after > j_before + min_gain
     hist = trainer.history
     assert hist["estimate"].shape == (200,) and np.all(hist["num_nonfinite"] == 0)
@@ -48,7 +59,7 @@ def test_training_improves_exact_value_over_behaviour(name, num_episodes, horizo
 @pytest.fixture(scope="module")
 def small():
     problem = make_problem("chain_walk_4", dtype=jnp.float64)
-    data = rollout(jax.random.key(1), problem.mdp, problem.behavior, 32, 15)
+    data = _rollout(jax.random.key(1), problem.mdp, problem.behavior, 32, 15)
     return problem, data
 
 
@@ -100,7 +111,7 @@ def test_make_train_mlp_improves_and_vmap_over_seeds_equals_separate_runs(small)
     keys = jax.random.split(jax.random.key(3), 3)
     res = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)
     one = jax.jit(train)
-    j_before = float(policy_value(problem.mdp, problem.behavior))
+    j_before = float(_policy_value(problem.mdp, problem.behavior))
     for i in range(3):
         single = one(keys[i], batch)
         for a, b in zip(jax.tree.leaves(res.state.params), jax.tree.leaves(single.state.params)):
