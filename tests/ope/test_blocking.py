@@ -16,16 +16,6 @@ from offrl_jax import ope
 from offrl_jax.core import blocking as importance
 
 
-@pytest.fixture
-def fast_compiles():
-    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
-    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
 N, T = 37, 9
 
 

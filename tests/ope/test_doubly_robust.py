@@ -9,16 +9,6 @@ from offrl_jax import ope
 from offrl_jax.envs import TabularMDP, q_values, rollout, state_values
 
 
-@pytest.fixture
-def fast_compiles():
-    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
-    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
 METHODS = ("scan", "associative", "weights")
 DR_JIT = {m: jax.jit(lambda *a, m=m: ope.doubly_robust(*a, method=m)) for m in METHODS}
 WDR_JIT = jax.jit(ope.weighted_doubly_robust_with_info)

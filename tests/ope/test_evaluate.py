@@ -12,16 +12,6 @@ from offrl_jax.data import Trajectories
 from offrl_jax.envs import TabularMDP, policy_value, q_values, rollout
 
 
-@pytest.fixture
-def fast_compiles():
-    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
-    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
 S = 4
 
 

@@ -16,16 +16,6 @@ from offrl_jax.ope.doubly_robust import direct_method, weighted_doubly_robust
 from offrl_jax.ope.magic import default_j_steps, j_step_returns, magic, simplex_qp
 
 
-@pytest.fixture
-def fast_compiles():
-    """XLA with most optimisations off (as ``offrl-jax demo`` compiles) for programs that run once
-    on little data, where compiling is most of the cost; float64 results agree to ~1e-15."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
-
-
 def _random_data(seed, n=7, t=5):
     # numpy, not jax.random: compiling the PRNG programs (eager or jitted) took seconds per shape.
     rng = np.random.default_rng(seed)
