@@ -7,29 +7,8 @@ import pytest
 from offrl_jax.envs import TabularMDP
 
 
-def _random_mdp(seed, num_states=5, num_actions=3, gamma=0.9, terminal_last=False):
-    rng = np.random.default_rng(seed)
-    p = rng.dirichlet(np.ones(num_states), size=(num_states, num_actions))
-    r = rng.normal(size=(num_states, num_actions))
-    term = None
-    if terminal_last:
-        term = np.zeros(num_states, bool)
-        term[-1] = True
-        p[-1] = 0.0
-        p[-1, :, -1] = 1.0
-        r[-1] = 0.0
-    d0 = rng.dirichlet(np.ones(num_states))
-    return TabularMDP.create(p, r, d0, gamma, terminal=term, dtype=jnp.float64)
-
-
 def _random_policy(seed, num_states, num_actions):
     return jnp.asarray(np.random.default_rng(seed).dirichlet(np.ones(num_actions), size=num_states))
-
-
-def _one_hot_table(num_states, num_actions):
-    """[S, A, S*A] one-hot (s, a) features, block a*S + s (replicated per action)."""
-    eye = np.eye(num_states * num_actions).reshape(num_actions, num_states, -1)
-    return jnp.asarray(eye.transpose(1, 0, 2))
 
 
 def _triples(mdp, table):
@@ -47,18 +26,8 @@ def _triples(mdp, table):
 
 
 @pytest.fixture
-def random_mdp():
-    return _random_mdp
-
-
-@pytest.fixture
 def random_policy():
     return _random_policy
-
-
-@pytest.fixture
-def one_hot_table():
-    return _one_hot_table
 
 
 @pytest.fixture
