@@ -5,6 +5,8 @@
 * :mod:`.diagnostics`: effective sample size and the weight diagnostics;
 * :mod:`.blocking`: row-blocked dataset-level reductions (online-softmax column sums);
 * :mod:`.model_terms`: Q̂ at the logged actions and V̂ (the DR family's inputs), cross-fitting;
+* :mod:`.dtypes`: the one dtype policy of the public entry points (ints, lists and half
+  precision in, one float dtype out);
 * :mod:`.validation`: host-side checks that run before tracing, and the one tracer test;
 * :mod:`.learner`: the ``make_train(config, ...) -> train(key, data) -> TrainResult``
   convention of every trained method.
@@ -18,6 +20,7 @@ from offrl_jax.core.diagnostics import (
     per_timestep_ess,
     weight_diagnostics,
 )
+from offrl_jax.core.dtypes import as_float, float_dtype, float_inputs
 from offrl_jax.core.learner import Learner, TrainResult, config_field, make_train_seeds, train_from_learner
 from offrl_jax.core.model_terms import ModelTerms, cross_fit, fold_indices, model_terms
 from offrl_jax.core.validation import is_concrete, validate_gamma, validate_log_probs, validate_ope_inputs
@@ -31,6 +34,9 @@ from offrl_jax.core.weights import (
 )
 
 __all__ = [
+    "as_float",
+    "float_dtype",
+    "float_inputs",
     "ColumnSoftmaxSums",
     "Learner",
     "ModelTerms",
