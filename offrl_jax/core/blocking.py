@@ -14,6 +14,8 @@ from typing import Any, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core.sharding import rows_are_sharded
+
 Array = Any
 
 __all__ = ["CHUNK_ELEMENTS", "row_chunk_size", "map_rows", "ColumnSoftmaxSums", "scan_rows"]
@@ -27,13 +29,15 @@ def row_chunk_size(num_rows: int, num_steps: int, chunk_rows: Optional[int] = No
     """Rows per block for :func:`map_rows` / :func:`scan_rows` (static).
 
     ``chunk_rows`` if given; otherwise about ``CHUNK_ELEMENTS / T`` rows on CPU (so a block's
-    ``[rows, T]`` intermediates stay in cache) and all rows on accelerators (one block).
+    ``[rows, T]`` intermediates stay in cache) and all rows on accelerators (one block). Rows split
+    over several devices (:func:`~offrl_jax.core.sharding.rows_are_sharded`) are one block too:
+    each device then reduces its own rows, where a loop of row slices would gather them all.
     """
     if chunk_rows is not None:
         if int(chunk_rows) < 1:
             raise ValueError(f"chunk_rows: expected a positive int or None, found {chunk_rows!r}")
         return max(1, min(int(chunk_rows), num_rows))
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or rows_are_sharded():
         return max(1, num_rows)
     return max(1, min(num_rows, CHUNK_ELEMENTS // max(num_steps, 1)))
 
