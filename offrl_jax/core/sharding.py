@@ -22,6 +22,8 @@ all rows.
   the mesh, so that :func:`~offrl_jax.core.blocking.map_rows` / ``scan_rows`` run one block per
   device instead of a loop over row blocks (a loop of dynamic slices over a sharded axis would
   gather every row on every device);
+* :func:`shard_batch`: splits a training loop's minibatch over the devices (data-parallel
+  gradients, parameters replicated);
 * :func:`shard_seeds`: a learner's ``train_seeds(keys, data)`` with the seed axis split over
   devices, seed by seed equal to the unsharded run;
 * :func:`replicate`, :func:`to_host`: replicated placement and host read-out that also work when
@@ -54,6 +56,7 @@ __all__ = [
     "row_sharding",
     "replicated",
     "rows_are_sharded",
+    "shard_batch",
     "pad_rows",
     "shard_rows",
     "from_process_shards",
@@ -96,6 +99,27 @@ def rows_are_sharded() -> bool:
     :data:`DATA_AXIS` spans more than one device: row-blocked loops then run one block."""
     mesh = jax.sharding.get_abstract_mesh()
     return (not mesh.empty) and dict(mesh.shape).get(DATA_AXIS, 1) > 1
+
+
+def shard_batch(tree: Any) -> Any:
+    """Splits a minibatch's leading axis over the devices when rows are sharded (else identity).
+
+    Training loops call this on each minibatch they draw: under :func:`sharded` every device then
+    computes the loss and gradient of its B / D rows and XLA sums the per-device gradients
+    (one all-reduce of the parameter-shaped gradient per step), while parameters and optimiser
+    state stay replicated: data-parallel training with the numbers of the one-device run.
+    Leaves whose leading size the device count does not divide are left to XLA.
+    """
+    if not rows_are_sharded():
+        return tree
+    size = dict(jax.sharding.get_abstract_mesh().shape)[DATA_AXIS]
+
+    def one(x):
+        if jnp.ndim(x) == 0 or jnp.shape(x)[0] % size:
+            return x
+        return jax.lax.with_sharding_constraint(x, PartitionSpec(DATA_AXIS))
+
+    return jax.tree_util.tree_map(one, tree)
 
 
 @struct.dataclass
@@ -234,17 +258,6 @@ def from_process_shards(local_tree: Any, mesh: Optional[Mesh] = None) -> Sharded
     return ShardedRows(data, runs)
 
 
-def replicate(tree: Any, mesh: Optional[Mesh] = None) -> Any:
-    """Places a pytree whole on every device of the mesh (every process passes the same values)."""
-    mesh = data_mesh() if mesh is None else mesh
-    sharding = replicated(mesh)
-    if jax.process_count() == 1:
-        return jax.device_put(tree, sharding)
-    return jax.tree_util.tree_map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x)), tree
-    )
-
-
 def to_host(tree: Any) -> Any:
     """numpy copies of (possibly multi-process) arrays; every process gets the whole value."""
 
@@ -315,6 +328,18 @@ def sharded(
     return run
 
 
+def _global(x: np.ndarray, sharding: NamedSharding) -> Array:
+    """A global array from a host value every process holds whole (one or several processes)."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
+
+
+def replicate(tree: Any, mesh: Optional[Mesh] = None) -> Any:
+    """Places a pytree whole on every device of the mesh (every process passes the same values)."""
+    mesh = data_mesh() if mesh is None else mesh
+    sharding = replicated(mesh)
+    return jax.tree_util.tree_map(lambda x: _global(np.asarray(x), sharding), tree)
+
+
 def shard_seeds(train_seeds: Callable[[Array, Any], Any], mesh: Optional[Mesh] = None) -> Callable[[Array, Any], Any]:
     """A learner's seeds split over devices: ``g(keys [S], data)`` equal to ``train_seeds(keys, data)``.
 
@@ -322,8 +347,9 @@ def shard_seeds(train_seeds: Callable[[Array, Any], Any], mesh: Optional[Mesh] =
     :func:`~offrl_jax.core.learner.make_train_seeds` of any learner (each seed an independent
     run). The keys are padded to a multiple of the device count (repeating the first key; the
     extra runs are dropped), placed one block per device, ``data`` is replicated, and every
-    device trains its own seeds: no communication between seeds. Outputs keep the seed axis
-    split over devices (read them with :func:`to_host` across processes).
+    device trains its own seeds: no communication between seeds. Every process passes the same
+    keys and data. Outputs keep the seed axis split over devices (read them with
+    :func:`to_host` across processes).
 
     Args:
       train_seeds: ``(keys [S], data) -> pytree with leading seed axis``.
@@ -334,18 +360,22 @@ def shard_seeds(train_seeds: Callable[[Array, Any], Any], mesh: Optional[Mesh] =
     """
     mesh = data_mesh() if mesh is None else mesh
     keys_sharding, rep = row_sharding(mesh), replicated(mesh)
-    jitted = jax.jit(train_seeds, in_shardings=(keys_sharding, rep), out_shardings=keys_sharding)
+
+    @functools.partial(jax.jit, static_argnums=0, in_shardings=(keys_sharding, rep), out_shardings=keys_sharding)
+    def jitted(impl, raw_keys, data):
+        keys = raw_keys if impl is None else jax.random.wrap_key_data(raw_keys, impl=impl)
+        return train_seeds(keys, data)
 
     def run(keys: Array, data: Any) -> Any:
         num = int(keys.shape[0])
         if num < 1:
             raise ValueError("keys: expected at least one key, found 0")
+        typed = jnp.issubdtype(keys.dtype, jax.dtypes.prng_key)
+        impl = jax.random.key_impl(keys) if typed else None
+        raw = np.asarray(jax.random.key_data(keys) if typed else keys)
         padded = -(-num // mesh.size) * mesh.size
-        if padded > num:
-            keys = jnp.concatenate([keys, jnp.broadcast_to(keys[:1], (padded - num,) + keys.shape[1:])])
-        keys = jax.device_put(keys, keys_sharding)
-        data = jax.device_put(data, rep) if jax.process_count() == 1 else replicate(data, mesh)
-        out = jitted(keys, data)
+        raw = np.concatenate([raw, np.broadcast_to(raw[:1], (padded - num,) + raw.shape[1:])])
+        out = jitted(impl, _global(raw, keys_sharding), replicate(data, mesh))
         return out if padded == num else jax.tree_util.tree_map(lambda x: x[:num], out)
 
     return run

@@ -27,6 +27,7 @@ from flax import struct
 from flax.training import train_state
 
 from offrl_jax.core import Learner, train_from_learner
+from offrl_jax.core.sharding import shard_batch
 from offrl_jax.data import Transitions
 from offrl_jax.fitted.config import FittedQConfig, Policy, _check_target_policy, validate_data
 from offrl_jax.fitted.networks import q_network
@@ -134,7 +135,7 @@ def sample_batch(key: Array, data: Any, batch_size: Optional[int]) -> Any:
     if batch_size is None:
         return data
     idx = jax.random.randint(key, (batch_size,), 0, data.rewards.shape[0])
-    return jax.tree_util.tree_map(lambda x: x[idx], data)
+    return shard_batch(jax.tree_util.tree_map(lambda x: x[idx], data))
 
 
 def _q_taken(config: FittedQConfig, apply_fn: Callable, params: Any, observations: Array, actions: Array) -> Array:
