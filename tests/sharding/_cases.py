@@ -42,6 +42,8 @@ def trajectories(n: int, seed: int = 0, horizon: int = T) -> dict:
         next_states=s[:, 1:].astype(np.int32),
         rewards=rng.normal(size=(n, horizon)) * mask,
         log_ratios=tlp - blp,
+        target_log_probs=tlp,
+        behavior_log_probs=blp,
         mask=mask,
         discounts=np.where(np.arange(horizon)[None, :] == lengths[:, None] - 1, rng.integers(0, 2, size=(n, 1)), 1).astype(np.float64),
         q_taken=q_all[s[:, :-1], a] * mask,
@@ -86,6 +88,8 @@ TRAJECTORY_CASES = {
     "bootstrap_bca": lambda d: ope.bootstrap_interval(
         jax.random.key(2), (d["rewards"], d["log_ratios"], d["mask"]),
         lambda x: ope.weighted_per_decision_is(*x, GAMMA, validate=False), num_resamples=16, method="bca"),
+    "hcope": lambda d: ope.hcope_lower_bound(
+        jax.random.key(4), jnp.sum(d["log_ratios"], axis=1), jnp.clip(jnp.sum(d["rewards"], axis=1), -6, 6), -6.0, 6.0, split=0.2),
     "mis_counts": lambda d: mis.flow_counts(
         d["states"], d["actions"], d["next_states"], d["discounts"], d["mask"], d["states"][:, 0], target_policy()),
     "mis_ratios": lambda d: mis.tabular_ratios(

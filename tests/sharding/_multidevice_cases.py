@@ -25,7 +25,9 @@ jax.config.update("jax_disable_most_optimizations", True)
 import numpy as np  # noqa: E402
 
 import _cases  # noqa: E402
-from offrl_jax.core import sharding  # noqa: E402
+from offrl_jax import ope  # noqa: E402
+from offrl_jax.core import ModelTerms, sharding  # noqa: E402
+from offrl_jax.data import Trajectories  # noqa: E402
 
 failures = []
 
@@ -92,6 +94,21 @@ def main():
     print(f"{'FAIL' if gathered else 'ok  '} blocked estimators run without gathering rows")
     if gathered:
         failures.append("no_all_gather")
+
+    # The README's example: a (Trajectories, ModelTerms) pair placed and estimated.
+    t = Trajectories.create(
+        observations=traj["states"], actions=traj["actions"], rewards=traj["rewards"],
+        next_observations=traj["next_states"], discounts=traj["discounts"], mask=traj["mask"],
+        target_log_probs=traj["target_log_probs"], behavior_log_probs=traj["behavior_log_probs"])
+    terms = ModelTerms(traj["q_taken"], traj["v_hat"])
+
+    @sharding.sharded
+    def wdr(data):
+        t, m = data
+        return ope.weighted_doubly_robust(t.rewards, t.log_ratios(), t.mask, 0.99, m.q_taken, m.v_hat)
+
+    check("readme_example", wdr(sharding.shard_rows((t, terms), mesh)),
+          ope.weighted_doubly_robust(t.rewards, t.log_ratios(), t.mask, 0.99, terms.q_taken, terms.v_hat))
 
     # The rows() view of the padded, placed data is exactly the original rows.
     check("rows_roundtrip", jax.jit(lambda p: p.rows())(placed_traj), traj)

@@ -2,7 +2,7 @@
 
 ``python _two_process.py PORT PROCESS_ID``: joins a two-process CPU cluster on 127.0.0.1 (gloo
 collectives), loads its half of a dataset, and checks that DR, WPDIS, LSTDQ and a short
-data-parallel FQE computed on the global 2-device mesh equal the numbers computed here on the
+data-parallel FQE and FQE seeds computed on the global 2-device mesh equal the numbers computed here on the
 whole dataset in one process. Exits 1 on a mismatch.
 """
 
@@ -47,6 +47,13 @@ def main(port: int, process_id: int) -> int:
         placed = sharding.from_process_shards(local_data, mesh)
         got.update(sharding.to_host(sharding.sharded(fn, mesh)(placed)))
     want = {**jax.jit(estimates)(traj), **jax.jit(solvers)(_cases.transitions(traj))}
+
+    # Seeds over the two processes' devices (3 seeds, padded to 4); data replicated.
+    keys = jax.random.split(jax.random.key(11), 3)
+    data = _cases.fqe_data(_cases.transitions(traj))
+    seeds = _cases.fqe_seeds()
+    got["fqe_seeds"] = sharding.to_host(sharding.shard_seeds(seeds, mesh)(keys, data).state.params)
+    want["fqe_seeds"] = jax.jit(seeds)(keys, data).state.params
 
     failures = 0
     for name in want:

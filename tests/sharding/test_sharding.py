@@ -123,4 +123,4 @@ def test_two_processes_over_loopback_equal_one_process():
         results.append((f"process {i}", p.returncode, out))
     assert all(rc == 0 for _, rc, _ in results), _report("two-process check", results)
     for label, _, out in results:
-        assert out.count(" ok ") == 4, _report("two-process check", results)
+        assert out.count(" ok ") == 5, _report("two-process check", results)
