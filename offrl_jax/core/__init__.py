@@ -9,7 +9,9 @@
   precision in, one float dtype out);
 * :mod:`.validation`: host-side checks that run before tracing, and the one tracer test;
 * :mod:`.learner`: the ``make_train(config, ...) -> train(key, data) -> TrainResult``
-  convention of every trained method.
+  convention of every trained method;
+* :mod:`.sharding`: datasets split along rows over devices and processes (padding, placement,
+  sharded calls, data-parallel minibatches, seed sweeps over devices).
 """
 
 from offrl_jax.core.blocking import ColumnSoftmaxSums, map_rows, row_chunk_size, scan_rows
