@@ -77,8 +77,13 @@ def test_one_device_sharded_path_equals_plain_call():
     def wdr(t):
         return ope.weighted_doubly_robust(t.rewards, t.log_ratios(), t.mask, 0.9, 0.3 * t.rewards, 0.1 * t.mask)
 
-    want = wdr(traj)
-    np.testing.assert_allclose(sharding.sharded(wdr, mesh)(placed), want, rtol=1e-12)
+    want = jax.jit(wdr)(traj)
+    run = sharding.sharded(wdr, mesh)
+    np.testing.assert_allclose(run(placed), want, rtol=1e-12)
+    # One process: from_process_shards places the same rows as shard_rows.
+    from_processes = sharding.from_process_shards(traj, mesh)
+    assert from_processes.runs == placed.runs
+    np.testing.assert_allclose(run(from_processes), want, rtol=1e-12)
     # Rows held as two runs with padding between them (several processes) come back in order.
     padded = jax.tree_util.tree_map(lambda x: np.concatenate([x[:3], np.zeros_like(x[:2]), x[3:]]), traj)
     split = sharding.ShardedRows(padded, ((0, 3), (5, 7)))
