@@ -288,7 +288,9 @@ def sharded(
     :mod:`~offrl_jax.core.blocking` run as one block per device (:func:`rows_are_sharded`).
     Outputs are replicated by default (small results, readable on every process); pass
     ``out_shardings=None`` to let XLA choose (e.g. per-row outputs left sharded). Create the
-    wrapper once and call it many times.
+    wrapper once and call it many times. With several processes, pass further arguments as
+    Python or numpy values (the same in every process) or build them inside ``fn`` (PRNG keys
+    from an int seed), since arrays committed to one process's device cannot enter the program.
 
     Args:
       fn: ``fn(rows, *args)``.
