@@ -22,7 +22,7 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 import _cases  # noqa: E402
 from offrl_jax.core import sharding  # noqa: E402
 
-NUM_ROWS = 21  # split 11 + 10: the second process's block is padded by one row
+NUM_ROWS = 21  # split 10 + 11: the first process's block is padded, so the real rows are two runs
 
 
 def estimates(d):
@@ -38,13 +38,14 @@ def main(port: int, process_id: int) -> int:
     assert jax.process_count() == 2 and jax.device_count() == 2, (jax.process_count(), jax.devices())
     mesh = sharding.data_mesh()
     traj = _cases.trajectories(NUM_ROWS)
-    half = (NUM_ROWS + 1) // 2
+    half = NUM_ROWS // 2
     rows = slice(0, half) if process_id == 0 else slice(half, NUM_ROWS)
     local = {k: v[rows] for k, v in traj.items()}  # what this process loads
 
     got = {}
     for fn, local_data in ((estimates, local), (solvers, _cases.transitions(local))):
         placed = sharding.from_process_shards(local_data, mesh)
+        assert len(placed.runs) == 2, placed.runs
         got.update(sharding.to_host(sharding.sharded(fn, mesh)(placed)))
     want = {**jax.jit(estimates)(traj), **jax.jit(solvers)(_cases.transitions(traj))}
 
