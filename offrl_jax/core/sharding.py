@@ -156,7 +156,9 @@ def _num_rows(tree: Any, name: str) -> int:
         raise ValueError(f"{name}: expected a pytree of arrays with a leading row axis, found no arrays")
     sizes = {int(np.shape(x)[0]) if np.ndim(x) else -1 for x in leaves}
     if -1 in sizes or len(sizes) != 1:
-        raise ValueError(f"{name}: expected every array to share one leading row axis, found leading sizes {sorted(sizes)}")
+        raise ValueError(
+            f"{name}: expected every array to share one leading row axis, found leading sizes {sorted(sizes)}"
+        )
     return sizes.pop()
 
 
@@ -205,7 +207,9 @@ def shard_rows(tree: Any, mesh: Optional[Mesh] = None) -> ShardedRows:
     """
     mesh = data_mesh() if mesh is None else mesh
     if jax.process_count() > 1:
-        raise ValueError("tree: shard_rows places one process's full dataset; with several processes use from_process_shards")
+        raise ValueError(
+            "tree: shard_rows places one process's full dataset; with several processes use from_process_shards"
+        )
     padded, n = pad_rows(tree, mesh.size)
     if n < 1:
         raise ValueError("tree: expected at least one row, found 0")
@@ -313,7 +317,9 @@ def sharded(
 
     def check(placed: Any) -> None:
         if not isinstance(placed, ShardedRows):
-            raise ValueError(f"placed: expected a ShardedRows (shard_rows / from_process_shards), found {type(placed).__name__}")
+            raise ValueError(
+                f"placed: expected a ShardedRows (shard_rows / from_process_shards), found {type(placed).__name__}"
+            )
 
     @functools.wraps(fn)
     def run(placed: ShardedRows, *args: Any) -> Any:

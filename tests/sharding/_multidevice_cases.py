@@ -22,7 +22,6 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # Programs run once on little data: most of their cost is compiling (results agree to ~1e-15).
 jax.config.update("jax_disable_most_optimizations", True)
 
-import numpy as np  # noqa: E402
 
 import _cases  # noqa: E402
 from offrl_jax import ope  # noqa: E402
