@@ -56,7 +56,7 @@ TASKS = {  # task: (gamma, behaviour epsilon, candidate epsilons, target epsilon
 def sizes(quick: bool) -> dict:
     if quick:
         return dict(datasets=8, n_factors=(0.25, 1.0), t_factors=(1.0,), resamples=20, num_mismatch=3,
-                    num_selection=5, control_n=(16, 64), control_t=50, mc_episodes=1000)
+                    num_selection=5, control_n=(32, 128), control_t=200, mc_episodes=1000)
     return dict(datasets=100, n_factors=(0.125, 0.25, 0.5, 1.0, 2.0), t_factors=(0.5, 1.0), resamples=200,
                 num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, mc_episodes=20000)
 

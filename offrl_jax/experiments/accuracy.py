@@ -59,7 +59,9 @@ __all__ = [
     "selection_scores",
 ]
 
-_OPE_NAMES = {"IS": "is", "PDIS": "pdis", "WIS": "wis", "WPDIS": "wpdis", "DM": "dm", "DR": "dr", "WDR": "wdr", "MAGIC": "magic"}
+_OPE_NAMES = {
+    "IS": "is", "PDIS": "pdis", "WIS": "wis", "WPDIS": "wpdis", "DM": "dm", "DR": "dr", "WDR": "wdr", "MAGIC": "magic",
+}
 TABULAR_ESTIMATORS = ("IS", "PDIS", "WIS", "WPDIS", "DM", "DR", "WDR", "MAGIC", "MIS")
 CONTROL_ESTIMATORS = ("IS", "PDIS", "WIS", "WPDIS")
 
@@ -112,7 +114,8 @@ def candidate_policies(problem: Problem, num_mismatch: int = 5, num_selection: i
 def tabular_true_values(problem: Problem, policies: Array, horizon: int) -> np.ndarray:
     """``[K]`` exact J_T(π_k) of T-step episodes (float64 when x64 is on)."""
     dt = jnp.result_type(float)
-    p = problem._replace(mdp=jax.tree.map(lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x, problem.mdp), horizon=horizon)
+    cast = lambda x: x.astype(dt) if jnp.issubdtype(x.dtype, jnp.floating) else x  # noqa: E731
+    p = problem._replace(mdp=jax.tree.map(cast, problem.mdp), horizon=horizon)
     value = jax.jit(jax.vmap(lambda pi: problem_value(p, pi)))
     return np.asarray(value(jnp.asarray(policies, dt)), np.float64)
 
@@ -175,9 +178,9 @@ def control_true_values(key: Array, task: str, epsilons: Sequence[float], horizo
     """``([K] Monte-Carlo means, [K] standard errors)`` of the controller's ε-mixtures."""
     pol = controller(task, 0.0).policy
     cands = control_candidates(task, epsilons)
-    mc = jax.jit(
-        jax.vmap(lambda p: monte_carlo_value(key, task, pol, p, num_episodes, horizon, gamma)), backend=None
-    )(cands.policies)
+    mc = jax.jit(jax.vmap(lambda p: monte_carlo_value(key, task, pol, p, num_episodes, horizon, gamma)))(
+        cands.policies
+    )
     return np.asarray(mc.mean, np.float64), np.asarray(mc.standard_error, np.float64)
 
 
@@ -231,16 +234,19 @@ def selection_scores(estimates: dict, truth: np.ndarray, members: np.ndarray) ->
     """
     idx = np.flatnonzero(members)
     tru = jnp.asarray(np.asarray(truth, np.float64)[idx])
-    score = jax.jit(jax.vmap(lambda e: jnp.stack([spearman_rank_correlation(e, tru.astype(e.dtype)), regret_at_k(e, tru.astype(e.dtype), 1)])))
+
+    def scores(e):
+        t = tru.astype(e.dtype)
+        return jnp.stack([spearman_rank_correlation(e, t), regret_at_k(e, t, 1)])
+
+    def se(x):
+        return float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+
+    score = jax.jit(jax.vmap(scores))
     out = {}
     for name, est in estimates.items():
         s = np.asarray(score(jnp.asarray(est)[:, idx]), np.float64)
-        d = s.shape[0]
         rho, reg = s[:, 0], s[:, 1]
-        rho_ok = rho[np.isfinite(rho)]
-        se = lambda x: float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
-        out[name] = (
-            float(np.mean(rho_ok)) if len(rho_ok) else float("nan"), se(rho_ok), float(np.mean(reg)), se(reg),
-        )
-        del d
+        rho_ok = rho[np.isfinite(rho)]  # a dataset whose K estimates are all equal has no rank correlation
+        out[name] = (float(np.mean(rho_ok)) if len(rho_ok) else float("nan"), se(rho_ok), float(np.mean(reg)), se(reg))
     return out
