@@ -224,6 +224,76 @@ def findings(results: dict, wins: dict) -> list:
     return lines
 
 
+def guidance(results: dict) -> list:
+    """Which estimator to use when, each statement computed from the tables (COBS-style)."""
+    tab = {n: r for n, r in results.items() if r["kind"] == "tabular"}
+    is_family = ("IS", "PDIS", "WIS", "WPDIS")
+    lines = []
+    good_model, bad_model = [], []
+    for n, r in tab.items():
+        best = min(_std(r, e) for e in r["estimators"])
+        best_is = min(_std(r, e) for e in is_family)
+        if _std(r, "DM") <= 1.25 * best:
+            good_model.append(n)
+        elif _std(r, "DM") > 2 * best_is:
+            bad_model.append(n)
+    if good_model:
+        lines.append(
+            f"- **A model that fits (DM within 25% of the best: {', '.join(good_model)})**: use the model-based "
+            "estimate (DM, i.e. FQE) or MAGIC; median relative RMSE there DM "
+            f"{_fmt(np.median([_std(tab[n], 'DM') for n in good_model]))}, MAGIC "
+            f"{_fmt(np.median([_std(tab[n], 'MAGIC') for n in good_model]))}, WDR "
+            f"{_fmt(np.median([_std(tab[n], 'WDR') for n in good_model]))}, WPDIS "
+            f"{_fmt(np.median([_std(tab[n], 'WPDIS') for n in good_model]))}."
+        )
+    if bad_model:
+        lines.append(
+            f"- **A misspecified model (DM over twice the best IS-family error: {', '.join(bad_model)})**: the "
+            "weighted importance-sampling estimators win; "
+            + "; ".join(
+                f"{n}: DM {_fmt(_std(tab[n], 'DM'))}, WPDIS {_fmt(_std(tab[n], 'WPDIS'))}, "
+                f"WDR {_fmt(_std(tab[n], 'WDR'))}, MAGIC {_fmt(_std(tab[n], 'MAGIC'))}"
+                for n in bad_model
+            ) + "."
+        )
+    long_h = [n for n, r in tab.items() if r["T0"] >= 100]
+    if long_h:
+        lines.append(
+            "- **Long horizons (T ≥ 100)**: trajectory-wise IS collapses (its weights underflow or explode; "
+            + ", ".join(f"{n}: IS {_fmt(_std(tab[n], 'IS'))} vs WPDIS {_fmt(_std(tab[n], 'WPDIS'))}" for n in long_h)
+            + "); use per-decision, weighted or model-based estimators."
+        )
+    ctrl = [n for n, r in results.items() if r["kind"] == "control"]
+    if ctrl:
+        lines.append(
+            "- **gymnax tasks (IS family only)**: "
+            + "; ".join(f"{n}: " + ", ".join(f"{e} {_fmt(_std(results[n], e))}" for e in is_family) for n in ctrl)
+            + "."
+        )
+    hard = [n for n, r in tab.items() if min(_std(r, e) for e in r["estimators"]) > 0.5]
+    if hard:
+        lines.append(
+            f"- **No estimator is accurate (best relative RMSE > 0.5)**: {', '.join(hard)}; there the best is "
+            + "; ".join(f"{n}: " + min(tab[n]["estimators"], key=lambda e: _std(tab[n], e)) for n in hard) + "."
+        )
+    counts = []
+    for e in acc.TABULAR_ESTIMATORS:
+        rhos = [_num(r["selection"][e][0]) for r in results.values() if e in r["selection"]]
+        rhos = [x for x in rhos if np.isfinite(x)]
+        if rhos:
+            counts.append((sum(x >= 0.9 for x in rhos), len(rhos), e))
+    lines.append(
+        "- **Selection** (problems with mean Spearman ρ ≥ 0.9, of those where ρ is defined): "
+        + ", ".join(f"{e} {a}/{b}" for a, b, e in sorted(counts, key=lambda x: (-x[0] / x[1], x[2]))) + "."
+    )
+    return lines
+
+
+def _num(x) -> float:
+    """A float from a result (null in JSON reads back as None: NaN)."""
+    return float("nan") if x is None else float(x)
+
+
 def _std(r: dict, e: str) -> float:
     std = next(c for c in r["conditions"] if c["N"] == r["N0"] and c["T"] == r["T0"])
     return std["rel_rmse"][e][r["target"]] if e in std["rel_rmse"] else float("nan")
@@ -301,7 +371,8 @@ def main() -> None:
         "## Selection: mean Spearman ρ / mean regret@1 over datasets", "",
         "ρ against the true values of the K candidates (higher is better), regret@1 = (max J − J[argmax Ĵ]) / "
         "(max J − min J) (lower is better); bold: best in the row.", "", *selection_table(results), "",
-        "## What the numbers show", "", *findings(results, wins), "",
+        "## What the numbers show", "", *findings(results, wins), "", "## Which estimator to use when", "",
+        *guidance(results), "",
     ]
     if fig:
         md += [f"![relative RMSE vs N]({fig})", ""]
