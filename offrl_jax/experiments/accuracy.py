@@ -171,10 +171,13 @@ def control_candidates(task: str, epsilons: Sequence[float], dtype: Any = jnp.fl
     params = [controller(task, e, dtype).params for e in epsilons]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *params)
     k = len(epsilons)
-    return Candidates(stacked, tuple(f"eps {e:.2f}" for e in epsilons), np.ones(k, bool), np.ones(k, bool), np.asarray(epsilons))
+    labels = tuple(f"eps {e:.2f}" for e in epsilons)
+    return Candidates(stacked, labels, np.ones(k, bool), np.ones(k, bool), np.asarray(epsilons))
 
 
-def control_true_values(key: Array, task: str, epsilons: Sequence[float], horizon: int, gamma: float, num_episodes: int):
+def control_true_values(
+    key: Array, task: str, epsilons: Sequence[float], horizon: int, gamma: float, num_episodes: int
+) -> tuple:
     """``([K] Monte-Carlo means, [K] standard errors)`` of the controller's ε-mixtures."""
     pol = controller(task, 0.0).policy
     cands = control_candidates(task, epsilons)

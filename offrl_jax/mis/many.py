@@ -61,7 +61,8 @@ def tabular_mis_policies(
     def one(p):
         r = tabular_ratios(states, actions, next_states, discounts, mask, initial_states, p, gamma, ridge=ridge)
         w = ratios_at(r.weights, states, actions)
-        return mis_estimate(w, jnp.asarray(rewards, w.dtype), mask, jnp.asarray(gamma, w.dtype), self_normalize=self_normalize)
+        r_m, g = jnp.asarray(rewards, w.dtype), jnp.asarray(gamma, w.dtype)
+        return mis_estimate(w, r_m, mask, g, self_normalize=self_normalize)
 
     return jax.vmap(one)(pi)
 
@@ -91,6 +92,7 @@ def tabular_time_mis_policies(
 
     def one(p):
         w = tabular_time_ratios(states, actions, next_states, discounts, mask, p, pooled=pooled).weights
-        return mis_finite_horizon(w, jnp.asarray(rewards, w.dtype), jnp.asarray(mask, w.dtype), jnp.asarray(gamma, w.dtype))
+        r_m, m, g = (jnp.asarray(x, w.dtype) for x in (rewards, mask, gamma))
+        return mis_finite_horizon(w, r_m, m, g)
 
     return jax.vmap(one)(pi)
