@@ -10,6 +10,7 @@ from typing import Any
 __version__ = "0.2.0"
 
 _SUBPACKAGES = ("core", "data", "envs", "experiments", "fitted", "linear", "mis", "ope", "pg", "policies", "trainers")
+_SUBPACKAGES += ("selection",)
 
 __all__ = ["Trajectories", "Transitions", *_SUBPACKAGES, "__version__"]
 

@@ -12,6 +12,7 @@ import pytest
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "offrl_jax"
 FAMILIES = {"ope", "mis", "pg", "linear", "fitted", "behavior", "offline"}
+FAMILIES |= {"selection"}
 TOP = {"cli", "trainers", "experiments"}
 # What each layer may import from the package (besides itself).
 ALLOWED = {

@@ -8,6 +8,7 @@
 * :mod:`.intervals`: Student-t, Hoeffding and empirical Bernstein intervals;
   :mod:`.bootstrap`: percentile and BCa bootstrap; :mod:`.hcope`: the high-confidence lower
   bound of Thomas, Theocharous & Ghavamzadeh 2015;
+* :mod:`.many`: every estimator for K candidate policies on one dataset, one vmapped call;
 * :mod:`.evaluate`: one call that runs a set of estimators on
   :class:`~offrl_jax.data.Trajectories` and returns a table.
 
@@ -50,8 +51,22 @@ from offrl_jax.ope.intervals import (
     student_t_interval,
 )
 from offrl_jax.ope.magic import JStepReturns, MagicResult, j_step_returns, magic
+from offrl_jax.ope.many import (
+    MANY_ESTIMATORS,
+    evaluate_policies,
+    policy_log_ratios,
+    policy_model_terms,
+    stacked_log_probs,
+    tabular_log_probs,
+)
 
 __all__ = [
+    "MANY_ESTIMATORS",
+    "evaluate_policies",
+    "policy_log_ratios",
+    "policy_model_terms",
+    "stacked_log_probs",
+    "tabular_log_probs",
     "BootstrapInterval",
     "ConfidenceInterval",
     "ESTIMATORS",

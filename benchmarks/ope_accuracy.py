@@ -1,0 +1,388 @@
+"""Accuracy and selection of every OPE estimator on the suite and on gymnax tasks (COBS style).
+
+Following "Empirical Study of Off-Policy Policy Evaluation for Reinforcement Learning", Voloshin
+et al. 2019: for every suite problem with an exact truth (chain walks, ModelFail, ModelWin,
+Graph, Graph-POMDP, gridworld, stitching gridworld, Garnet; ``offrl_jax.envs.suite``) and for
+gymnax tasks with Monte-Carlo truths (CartPole-v1, Acrobot-v1 with ε-mixed controllers), D
+datasets are drawn under the behaviour policy and every estimator evaluates a family of K
+candidate policies on each (``offrl_jax.experiments.accuracy``): all datasets, estimators and
+policies of one (problem, N, T) are ONE jitted, vmapped call.
+
+Outputs (``--out``, default benchmarks/results): ``ope_accuracy[_quick].json`` and ``.md`` with
+
+1. per problem, relative RMSE sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| of each estimator over the
+   datasets, for the target π_e at each data size N (and horizon T), and for the mismatch sweep
+   (1 − α) π_b + α π_e at the standard N (α = 0 is on-policy); the best estimator of each column
+   in bold;
+2. the summary at the standard (N, T) across problems, and the estimators' wins;
+3. the selection table: per problem, each estimator's mean Spearman ρ and mean normalised
+   regret@1 over datasets on the selection family ((1 − α) π_poor + α π_e, or the controller's
+   ε-mixtures) against the true values (``offrl_jax.selection``);
+4. ``ope_accuracy[_quick]_rmse_vs_n.png``: log relative RMSE against log N, one panel per problem.
+
+Model-based rows (DM, DR, WDR, MAGIC) on tabular problems use the certainty-equivalence model of
+each dataset (the fixed point of tabular horizon-aware FQE); the gymnax rows are the IS family.
+Compile time is reported apart from run time (``lower().compile()`` then one call).
+
+Usage: python benchmarks/ope_accuracy.py [--quick] [--datasets D] [--problems a,b] [--out DIR]
+``--quick`` is a smoke-sized run for 2 CPU cores; the full size is meant for an accelerator.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # float64 truths; the data and estimates stay float32
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from offrl_jax.envs.suite import PROBLEMS, make_problem  # noqa: E402
+from offrl_jax.experiments import accuracy as acc  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+
+TASKS = {  # task: (gamma, behaviour epsilon, candidate epsilons, target epsilon)
+    "CartPole-v1": (0.99, 0.5, (0.1, 0.3, 0.5, 0.7, 1.0), 0.3),
+    "Acrobot-v1": (0.99, 0.5, (0.1, 0.3, 0.5, 0.7, 1.0), 0.3),
+}
+
+
+def sizes(quick: bool) -> dict:
+    if quick:
+        return dict(datasets=8, n_factors=(0.25, 1.0), t_factors=(1.0,), resamples=20, num_mismatch=3,
+                    num_selection=5, control_n=(32, 128), control_t=200, mc_episodes=1000)
+    return dict(datasets=100, n_factors=(0.125, 0.25, 0.5, 1.0, 2.0), t_factors=(0.5, 1.0), resamples=200,
+                num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, mc_episodes=20000)
+
+
+def run_once(run, *args):
+    """(estimates as numpy, compile seconds, run seconds) of one jitted K-policy x D-dataset call."""
+    compiled, compile_s = harness.compile_jit(jax.jit(run), *args)
+    out, run_s = harness.timed_call(compiled, *args)
+    return {k: np.asarray(v, np.float64) for k, v in out.items()}, compile_s, run_s
+
+
+def rmse_over_target(est: dict, truth: np.ndarray, target: int) -> dict:
+    """{estimator: [K] RMSE over datasets / |J(pi_e)|} (one denominator per problem: finite where J_k = 0)."""
+    return {k: np.sqrt(np.mean((v - truth[None]) ** 2, axis=0)) / abs(truth[target]) for k, v in est.items()}
+
+
+def tabular_problem(name: str, cfg: dict, key) -> dict:
+    p = make_problem(name)
+    cands = acc.candidate_policies(p, cfg["num_mismatch"], cfg["num_selection"])
+    target = int(np.flatnonzero(cands.mismatch)[-1])  # alpha = 1: the problem's target
+    keys = jax.random.split(key, cfg["datasets"])
+    conditions, timing, selection = [], [], None
+    n0, t0 = p.num_episodes, p.horizon
+    grid = [(max(2, int(round(f * n0))), t0) for f in cfg["n_factors"]]
+    grid += [(n0, max(1, int(round(f * t0)))) for f in cfg["t_factors"] if f != 1.0]
+    for n, t in grid:
+        truth = acc.tabular_true_values(p, cands.policies, t)
+        est, c_s, r_s = run_once(
+            acc.make_tabular_run(n, t, num_resamples=cfg["resamples"]), keys, p.mdp, p.behavior, cands.policies
+        )
+        rel = rmse_over_target(est, truth, target)
+        conditions.append({"N": n, "T": t, "truth": truth.tolist(), "rel_rmse": {k: v.tolist() for k, v in rel.items()}})
+        timing.append({"N": n, "T": t, "compile_s": c_s, "run_s": r_s})
+        if (n, t) == (n0, t0):
+            selection = acc.selection_scores(est, truth, cands.selection)
+    return {
+        "kind": "tabular", "N0": n0, "T0": t0, "gamma": float(p.mdp.gamma), "labels": list(cands.labels),
+        "alpha": cands.alpha.tolist(), "mismatch": np.flatnonzero(cands.mismatch).tolist(),
+        "selection_members": np.flatnonzero(cands.selection).tolist(), "target": target,
+        "conditions": conditions, "selection": selection, "timing": timing, "estimators": list(acc.TABULAR_ESTIMATORS),
+    }
+
+
+def control_task(task: str, cfg: dict, key) -> dict:
+    gamma, beh, eps, target_eps = TASKS[task]
+    t = cfg["control_t"]
+    truth, se = acc.control_true_values(jax.random.key(10_000), task, eps, t, gamma, cfg["mc_episodes"])
+    target = eps.index(target_eps)
+    keys = jax.random.split(key, cfg["datasets"])
+    conditions, timing, selection = [], [], None
+    for n in cfg["control_n"]:
+        est, c_s, r_s = run_once(acc.make_control_run(task, beh, eps, n, t, gamma), keys)
+        rel = rmse_over_target(est, truth, target)
+        conditions.append({"N": n, "T": t, "truth": truth.tolist(), "rel_rmse": {k: v.tolist() for k, v in rel.items()}})
+        timing.append({"N": n, "T": t, "compile_s": c_s, "run_s": r_s})
+        selection = acc.selection_scores(est, truth, np.ones(len(eps), bool))
+    return {
+        "kind": "control", "N0": cfg["control_n"][-1], "T0": t, "gamma": gamma, "behavior_epsilon": beh,
+        "labels": [f"eps {e:.2f}" for e in eps], "alpha": list(eps), "mismatch": list(range(len(eps))),
+        "selection_members": list(range(len(eps))), "target": target, "truth_standard_error": se.tolist(),
+        "conditions": conditions, "selection": selection, "timing": timing, "estimators": list(acc.CONTROL_ESTIMATORS),
+    }
+
+
+# ------------------------------------------------------------------------------------------------
+# Tables, figure and findings.
+# ------------------------------------------------------------------------------------------------
+def _fmt(x: float) -> str:
+    return "—" if not np.isfinite(x) else (f"{x:.3f}" if x < 10 else f"{x:.1f}")
+
+
+def _bold_best(values: list) -> list:
+    finite = [v for v in values if np.isfinite(v)]
+    best = min(finite) if finite else None
+    return [f"**{_fmt(v)}**" if best is not None and v == best else _fmt(v) for v in values]
+
+
+def problem_table(name: str, r: dict) -> list:
+    """Rows: estimators; columns: target at each (N, T), then the mismatch sweep at (N0, T0)."""
+    cols, cells = [], []
+    for c in r["conditions"]:
+        cols.append(f"N={c['N']} T={c['T']}")
+        cells.append([c["rel_rmse"][e][r["target"]] for e in r["estimators"]])
+    std = next(c for c in r["conditions"] if c["N"] == r["N0"] and c["T"] == r["T0"])
+    for k in r["mismatch"]:
+        if k == r["target"]:
+            continue
+        cols.append(r["labels"][k] if r["kind"] == "control" else f"α={r['alpha'][k]:.2f}")
+        cells.append([std["rel_rmse"][e][k] for e in r["estimators"]])
+    columns = [_bold_best(col) for col in cells]
+    rows = [[e] + [columns[j][i] for j in range(len(cols))] for i, e in enumerate(r["estimators"])]
+    return harness.markdown_table(["estimator"] + cols, rows, "l" + "r" * len(cols))
+
+
+def summary(results: dict) -> tuple:
+    ests = list(acc.TABULAR_ESTIMATORS)
+    rows, wins = [], {e: 0 for e in ests}
+    for name, r in results.items():
+        std = next(c for c in r["conditions"] if c["N"] == r["N0"] and c["T"] == r["T0"])
+        vals = [std["rel_rmse"][e][r["target"]] if e in std["rel_rmse"] else float("nan") for e in ests]
+        finite = [v for v in vals if np.isfinite(v)]
+        if finite:
+            wins[ests[vals.index(min(finite))]] += 1
+        rows.append([f"{name} (N={r['N0']}, T={r['T0']})"] + _bold_best(vals))
+    return harness.markdown_table(["problem"] + ests, rows, "l" + "r" * len(ests)), wins
+
+
+def selection_table(results: dict) -> list:
+    ests = list(acc.TABULAR_ESTIMATORS)
+    rows = []
+    for name, r in results.items():
+        sel = r["selection"]
+        rho = [sel[e][0] if e in sel else float("nan") for e in ests]
+        reg = [sel[e][2] if e in sel else float("nan") for e in ests]
+        best_rho = max([x for x in rho if np.isfinite(x)], default=None)
+        best_reg = min([x for x in reg if np.isfinite(x)], default=None)
+        cells = []
+        for a, b in zip(rho, reg):
+            if not np.isfinite(a) and not np.isfinite(b):
+                cells.append("—")
+                continue
+            sa = f"**{a:.2f}**" if a == best_rho else f"{a:.2f}"
+            sb = f"**{b:.2f}**" if b == best_reg else f"{b:.2f}"
+            cells.append(f"{sa} / {sb}")
+        rows.append([f"{name} (K={len(r['selection_members'])})"] + cells)
+    return harness.markdown_table(["problem"] + ests, rows, "l" + "c" * len(ests))
+
+
+def findings(results: dict, wins: dict) -> list:
+    """Statements read off the numbers (no judgement beyond them)."""
+    lines = []
+    ranked = sorted((w, e) for e, w in wins.items() if w)
+    lines.append(
+        "- Lowest relative RMSE for the target at the standard size: "
+        + ", ".join(f"{e} on {w} problem(s)" for w, e in reversed(ranked)) + "."
+    )
+    med = {}
+    for e in acc.TABULAR_ESTIMATORS:
+        vals = []
+        for r in results.values():
+            std = next(c for c in r["conditions"] if c["N"] == r["N0"] and c["T"] == r["T0"])
+            if e in std["rel_rmse"] and np.isfinite(std["rel_rmse"][e][r["target"]]):
+                vals.append(std["rel_rmse"][e][r["target"]])
+        if vals:
+            med[e] = float(np.median(vals))
+    lines.append("- Median relative RMSE across problems: " + ", ".join(f"{e} {_fmt(v)}" for e, v in sorted(med.items(), key=lambda x: x[1])) + ".")
+    dm_better = [n for n, r in results.items() if r["kind"] == "tabular" and _std(r, "DM") < _std(r, "WDR")]
+    wdr_better = [n for n, r in results.items() if r["kind"] == "tabular" and _std(r, "WDR") <= _std(r, "DM")]
+    lines.append(f"- The model alone (DM) beats WDR on: {', '.join(dm_better) or 'none'}; WDR is at least as good on: {', '.join(wdr_better) or 'none'}.")
+    magic_close = [n for n, r in results.items() if r["kind"] == "tabular"
+                   and _std(r, "MAGIC") <= 1.25 * min(_std(r, "DM"), _std(r, "WDR"))]
+    lines.append(f"- MAGIC within 25% of the better of DM and WDR on {len(magic_close)} of "
+                 f"{sum(r['kind'] == 'tabular' for r in results.values())} tabular problems.")
+    wis_vs_is = [n for n, r in results.items() if _std(r, "WIS") < _std(r, "IS")]
+    lines.append(f"- Self-normalisation (WIS < IS) helps on {len(wis_vs_is)} of {len(results)} problems.")
+    best_sel = {}
+    for n, r in results.items():
+        finite = {e: v[2] for e, v in r["selection"].items() if np.isfinite(v[2])}
+        if finite:
+            b = min(finite.values())
+            for e, v in finite.items():
+                if v == b:
+                    best_sel[e] = best_sel.get(e, 0) + 1
+    lines.append("- Lowest regret@1 (ties counted for each): " + ", ".join(f"{e} {w}" for e, w in sorted(best_sel.items(), key=lambda x: -x[1])) + ".")
+    return lines
+
+
+def guidance(results: dict) -> list:
+    """Which estimator to use when, each statement computed from the tables (COBS-style)."""
+    tab = {n: r for n, r in results.items() if r["kind"] == "tabular"}
+    is_family = ("IS", "PDIS", "WIS", "WPDIS")
+    lines = []
+    good_model, bad_model = [], []
+    for n, r in tab.items():
+        best = min(_std(r, e) for e in r["estimators"])
+        best_is = min(_std(r, e) for e in is_family)
+        if _std(r, "DM") <= 1.25 * best:
+            good_model.append(n)
+        elif _std(r, "DM") > 2 * best_is:
+            bad_model.append(n)
+    if good_model:
+        lines.append(
+            f"- **A model that fits (DM within 25% of the best: {', '.join(good_model)})**: use the model-based "
+            "estimate (DM, i.e. FQE) or MAGIC; median relative RMSE there DM "
+            f"{_fmt(np.median([_std(tab[n], 'DM') for n in good_model]))}, MAGIC "
+            f"{_fmt(np.median([_std(tab[n], 'MAGIC') for n in good_model]))}, WDR "
+            f"{_fmt(np.median([_std(tab[n], 'WDR') for n in good_model]))}, WPDIS "
+            f"{_fmt(np.median([_std(tab[n], 'WPDIS') for n in good_model]))}."
+        )
+    if bad_model:
+        lines.append(
+            f"- **A misspecified model (DM over twice the best IS-family error: {', '.join(bad_model)})**: the "
+            "weighted importance-sampling estimators win; "
+            + "; ".join(
+                f"{n}: DM {_fmt(_std(tab[n], 'DM'))}, WPDIS {_fmt(_std(tab[n], 'WPDIS'))}, "
+                f"WDR {_fmt(_std(tab[n], 'WDR'))}, MAGIC {_fmt(_std(tab[n], 'MAGIC'))}"
+                for n in bad_model
+            ) + "."
+        )
+    long_h = [n for n, r in tab.items() if r["T0"] >= 100]
+    if long_h:
+        lines.append(
+            "- **Long horizons (T ≥ 100)**: trajectory-wise IS collapses (its weights underflow or explode; "
+            + ", ".join(f"{n}: IS {_fmt(_std(tab[n], 'IS'))} vs WPDIS {_fmt(_std(tab[n], 'WPDIS'))}" for n in long_h)
+            + "); use per-decision, weighted or model-based estimators."
+        )
+    ctrl = [n for n, r in results.items() if r["kind"] == "control"]
+    if ctrl:
+        lines.append(
+            "- **gymnax tasks (IS family only)**: "
+            + "; ".join(f"{n}: " + ", ".join(f"{e} {_fmt(_std(results[n], e))}" for e in is_family) for n in ctrl)
+            + "."
+        )
+    hard = [n for n, r in tab.items() if min(_std(r, e) for e in r["estimators"]) > 0.5]
+    if hard:
+        lines.append(
+            f"- **No estimator is accurate (best relative RMSE > 0.5)**: {', '.join(hard)}; there the best is "
+            + "; ".join(f"{n}: " + min(tab[n]["estimators"], key=lambda e: _std(tab[n], e)) for n in hard) + "."
+        )
+    counts = []
+    for e in acc.TABULAR_ESTIMATORS:
+        rhos = [_num(r["selection"][e][0]) for r in results.values() if e in r["selection"]]
+        rhos = [x for x in rhos if np.isfinite(x)]
+        if rhos:
+            counts.append((sum(x >= 0.9 for x in rhos), len(rhos), e))
+    lines.append(
+        "- **Selection** (problems with mean Spearman ρ ≥ 0.9, of those where ρ is defined): "
+        + ", ".join(f"{e} {a}/{b}" for a, b, e in sorted(counts, key=lambda x: (-x[0] / x[1], x[2]))) + "."
+    )
+    return lines
+
+
+def _num(x) -> float:
+    """A float from a result (null in JSON reads back as None: NaN)."""
+    return float("nan") if x is None else float(x)
+
+
+def _std(r: dict, e: str) -> float:
+    std = next(c for c in r["conditions"] if c["N"] == r["N0"] and c["T"] == r["T0"])
+    return std["rel_rmse"][e][r["target"]] if e in std["rel_rmse"] else float("nan")
+
+
+def figure(results: dict, out: str, quick: bool):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    names = list(results)
+    cols = 4
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        r = results[name]
+        conds = [c for c in r["conditions"] if c["T"] == r["T0"]]
+        ns = [c["N"] for c in conds]
+        for e in r["estimators"]:
+            ax.loglog(ns, [c["rel_rmse"][e][r["target"]] for c in conds], marker="o", label=e)
+        ax.set_title(f"{name} (T={r['T0']})", fontsize=9)
+        ax.set_xlabel("N (trajectories)", fontsize=8)
+        ax.set_ylabel("relative RMSE", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", ncol=3, fontsize=8)
+    fig.tight_layout()
+    name = harness.save_figure(fig, "ope_accuracy_rmse_vs_n", out, quick)
+    plt.close(fig)
+    return name
+
+
+def main() -> None:
+    parser = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
+    parser.add_argument("--datasets", type=int, default=None, help="datasets D per condition")
+    parser.add_argument("--problems", default=None, help="comma-separated suite problems and gymnax tasks (default: all)")
+    args = harness.parse_args(parser)
+    cfg = sizes(args.quick)
+    if args.datasets is not None:
+        if args.datasets < 2:
+            parser.error(f"--datasets: expected an integer >= 2, found {args.datasets}")
+        cfg["datasets"] = args.datasets
+    names = list(PROBLEMS) + list(TASKS)
+    if args.problems:
+        chosen = [x.strip() for x in args.problems.split(",") if x.strip()]
+        bad = [x for x in chosen if x not in names]
+        if bad:
+            parser.error(f"--problems: unknown {bad}; expected names from {names}")
+        names = chosen
+    if args.quick:
+        # Small programs that run once: compiling is most of the cost, so XLA skips most optimisations
+        # (as ``offrl-jax demo`` does); results agree to rounding.
+        jax.config.update("jax_disable_most_optimizations", True)
+    meta = harness.metadata(dtype="float32")
+    total = 0.0
+    results = {}
+    for i, name in enumerate(names):
+        work = control_task if name in TASKS else tabular_problem
+        results[name], seconds = harness.timed_call(work, name, cfg, jax.random.key(i))
+        total += seconds
+        print(f"# {name}: done ({total:.0f} s)", file=sys.stderr, flush=True)
+    summ, wins = summary(results)
+    fig = figure(results, args.out, args.quick)
+    md = [
+        "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
+        f"D = {cfg['datasets']} datasets per condition; relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
+        "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
+        "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: IS family, "
+        f"Monte-Carlo truths over {cfg['mc_episodes']} episodes.", "",
+        "## Summary: the target policy at the standard size", "", *summ, "",
+        "## Selection: mean Spearman ρ / mean regret@1 over datasets", "",
+        "ρ against the true values of the K candidates (higher is better), regret@1 = (max J − J[argmax Ĵ]) / "
+        "(max J − min J) (lower is better); bold: best in the row.", "", *selection_table(results), "",
+        "## What the numbers show", "", *findings(results, wins), "", "## Which estimator to use when", "",
+        *guidance(results), "",
+    ]
+    if fig:
+        md += [f"![relative RMSE vs N]({fig})", ""]
+    md += ["## Per problem", ""]
+    for name, r in results.items():
+        tim = ", ".join(f"N={t['N']} T={t['T']}: compile {t['compile_s']:.1f} s, run {t['run_s']:.2f} s" for t in r["timing"])
+        md += [f"### {name}", "", *problem_table(name, r), "", f"Timing (one call for all D datasets and K policies): {tim}.", ""]
+    md.append(f"Total time of the problems (compiles included) {total:.0f} s.")
+    harness.write_results("ope_accuracy", results, md, meta=meta, settings=cfg, out=args.out, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
