@@ -81,7 +81,7 @@ def expected_calibration_error(probs: Array, actions: Array, mask: Array, num_bi
     """
     p = jnp.asarray(probs)
     num_actions = p.shape[-1]
-    hit = (jnp.asarray(actions)[..., None].astype(jnp.int32) == jnp.arange(num_actions)).astype(p.dtype)
+    hit = jax.nn.one_hot(jnp.asarray(actions).astype(jnp.int32), num_actions, dtype=p.dtype)
     w = jnp.broadcast_to((jnp.asarray(mask) > 0)[..., None], p.shape).astype(p.dtype).reshape(-1)
     b = jnp.clip(jnp.floor(p * num_bins).astype(jnp.int32), 0, num_bins - 1).reshape(-1)
     count = jax.ops.segment_sum(w, b, num_bins)
@@ -99,7 +99,8 @@ def gaussian_calibration_error(mean: Array, log_std: Array, actions: Array, mask
     u = jax.scipy.stats.norm.cdf((jnp.asarray(actions) - mean) * jnp.exp(-log_std))
     w = jnp.broadcast_to((jnp.asarray(mask) > 0)[..., None], u.shape).astype(u.dtype)
     edges = jnp.arange(1, num_bins + 1, dtype=u.dtype) / num_bins
-    cdf = jnp.sum(w[..., None] * (u[..., None] <= edges), axis=tuple(range(u.ndim))) / jnp.maximum(jnp.sum(w), 1.0)
+    below = u[..., None] <= edges.reshape((1,) * u.ndim + (num_bins,))
+    cdf = jnp.sum(w[..., None] * below, axis=tuple(range(u.ndim))) / jnp.maximum(jnp.sum(w), 1.0)
     return jnp.mean(jnp.abs(cdf - edges))
 
 

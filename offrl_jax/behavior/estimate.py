@@ -117,7 +117,7 @@ def cross_fitted_tabular(
     per_fold = per_fold.reshape(num_folds, num_observations, num_actions)
     tables = jax.vmap(lambda c: smoothed_policy(jnp.sum(per_fold, 0) - c, smoothing))(per_fold)
     probs = tables[fold_t, obs]
-    taken = jnp.sum(jnp.where(act[..., None] == jnp.arange(num_actions), probs, 0.0), -1)
+    taken = jnp.sum(jnp.where(jax.nn.one_hot(act, num_actions, dtype=bool), probs, 0.0), -1)
     real = m > 0
     lp = jnp.where(real, jnp.log(jnp.where(real & (taken > 0), taken, 1.0)), 0.0)
     lp = jnp.where(real & (taken <= 0), -jnp.inf, lp)
@@ -348,7 +348,7 @@ def estimate_behavior(
     if config is None:
         check_indices(obs, "observations", num_obs, m)
         check_indices(act, "actions", num_act, m)
-        lp, probs = _tabular_jit(obs, act, m.astype(np.float32), folds, num_obs, num_act, int(num_folds), float(smoothing))
+        lp, probs = _tabular_jit(obs, act, jnp.asarray(trajectories.mask), folds, num_obs, num_act, int(num_folds), float(smoothing))
     else:
         if act.ndim == 2 and config.continuous:
             act = act[..., None]

@@ -252,7 +252,9 @@ def _features(config: BehaviorConfig, observations: Array, mean: Array, scale: A
     dtype = jnp.dtype(config.dtype)
     if config.num_observations is not None:
         return jax.nn.one_hot(jnp.asarray(observations).astype(jnp.int32), config.num_observations, dtype=dtype)
-    return (jnp.asarray(observations, dtype) - mean) / scale
+    x = jnp.asarray(observations, dtype)
+    shape = (1,) * (x.ndim - jnp.ndim(mean)) + jnp.shape(mean)
+    return (x - jnp.reshape(mean, shape)) / jnp.reshape(scale, shape)
 
 
 def gaussian_moments(config: BehaviorConfig, outputs: Array) -> tuple:
@@ -270,7 +272,7 @@ def _log_lik(config: BehaviorConfig, params, mean, scale, observations, actions)
         return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2.0 * jnp.pi), axis=-1)
     logp = jax.nn.log_softmax(out, axis=-1)
     a = jnp.asarray(actions).astype(jnp.int32)
-    return jnp.sum(jnp.where(a[..., None] == jnp.arange(config.num_actions), logp, 0.0), axis=-1)
+    return jnp.sum(jnp.where(jax.nn.one_hot(a, config.num_actions, dtype=bool), logp, 0.0), axis=-1)
 
 
 def log_likelihood(config: BehaviorConfig, model: BehaviorModel, observations: Array, actions: Array) -> Array:
@@ -299,7 +301,7 @@ def _standardisation(config: BehaviorConfig, data: BehaviorData):
     w = (jnp.arange(data.train_idx.shape[0]) < data.num_train).astype(dtype)[:, None]
     xt = x[data.train_idx]
     mean = jnp.sum(w * xt, 0) / jnp.sum(w)
-    var = jnp.sum(w * (xt - mean) ** 2, 0) / jnp.sum(w)
+    var = jnp.sum(w * (xt - mean[None, :]) ** 2, 0) / jnp.sum(w)
     return mean, jnp.where(var > 1e-12, jnp.sqrt(var), 1.0)
 
 
