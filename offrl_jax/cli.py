@@ -87,6 +87,8 @@ def _add_evaluate(sub) -> None:
     e.add_argument("--q-hat", default="none",
                    help="Q-hat for DM/DR/WDR/MAGIC: none (default), model (cross-fitted tabular model), fqe (cross-fitted tabular FQE, slower) or a file [N, T, A]")
     e.add_argument("--fqe-steps", type=_int_at_least(1, ">= 1"), default=None, help="FQE gradient steps per fold")
+    e.add_argument("--estimators", default=None,
+                   help="comma-separated subset of is,pdis,wis,wpdis,dm,dr,wdr,magic (default: all that apply)")
     e.add_argument("--confidence", type=_level, default=0.95, help="interval level in (0, 1) (default 0.95)")
     e.add_argument("--seed", type=_int_at_least(0, ">= 0"), default=0)
     e.add_argument("--out", default="evaluation", help="path prefix of the .json/.md/.png reports (default ./evaluation)")
@@ -106,7 +108,7 @@ def _evaluate(args) -> int:
             args.data, args.target, gamma=args.gamma, propensities=args.propensities,
             behavior_model=args.behavior_model, num_folds=args.folds, q_hat=args.q_hat, fqe_steps=args.fqe_steps,
             confidence=args.confidence, seed=args.seed, out=args.out, figure=not args.no_figure, quiet=args.quiet,
-            format=args.format, unknown_next=args.unknown_next,
+            format=args.format, unknown_next=args.unknown_next, estimators=args.estimators,
         )
     except ValueError as e:
         print(f"offrl-jax evaluate: error: {str(e).splitlines()[0] if str(e) else e!r}", file=sys.stderr)

@@ -55,6 +55,9 @@ MAX_OFF_SUPPORT = 0.05
 MIN_PROPENSITY = 1e-3
 
 
+_weight_diagnostics = jax.jit(lambda log_ratios, mask: weight_diagnostics(log_ratios, mask, validate=False))
+
+
 class _Progress:
     """One line per stage on stderr with its elapsed time."""
 
@@ -236,6 +239,7 @@ def run_evaluate(
     quiet: bool = False,
     format: str = "auto",
     unknown_next: str = "keep",
+    estimators: Optional[str] = None,
 ) -> dict:
     """Evaluates a target policy on a user's logs; returns the report (see the module docstring).
 
@@ -259,6 +263,8 @@ def run_evaluate(
       quiet: no progress on stderr.
       format, unknown_next: as :func:`offrl_jax.formats.load_logs` (``keep``: a time-out's last
         step stays, with its own observation standing in for the unrecorded s').
+      estimators: comma-separated names (``is,pdis,wis,wpdis,dm,dr,wdr,magic``); default: the
+        importance-sampling four, and the model-based four with a Q̂.
 
     Returns:
       a dict: ``estimates`` (rows), ``weights``, ``behavior``, ``warnings``, ``notes``,
@@ -273,6 +279,8 @@ def run_evaluate(
         raise ValueError(f"gamma: expected a discount in [0, 1], found {gamma!r}")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence: expected a level in (0, 1), found {confidence}")
+    if estimators is not None:
+        _estimator_names(estimators, q_hat != "none")
     progress = _Progress(quiet)
     key = jax.random.key(seed)
     notes: List[str] = []
@@ -336,11 +344,13 @@ def run_evaluate(
             raise ValueError(f"q-hat: expected finite values of shape [N, T, A] = {list(pi.shape)}, found {list(q.shape)}")
         terms = model_terms(jnp.asarray(q, dtype), jnp.asarray(pi, dtype), jnp.asarray(actions), jnp.asarray(mask, dtype))
     names = ("is", "pdis", "wis", "wpdis") + (("dm", "dr", "wdr", "magic") if terms is not None else ())
+    if estimators is not None:
+        names = _estimator_names(estimators, terms is not None)
     with progress(f"estimators ({', '.join(names)})"):
         table = evaluate(traj, None, float(gamma), estimators=names, q_hat=terms, key=jax.random.fold_in(key, 3),
                          confidence=float(confidence))
         log_ratios = np.asarray(traj.log_ratios())
-        wd = weight_diagnostics(jnp.asarray(log_ratios), jnp.asarray(mask, dtype))
+        wd = _weight_diagnostics(jnp.asarray(log_ratios), jnp.asarray(mask, dtype))  # inputs checked by evaluate
     final_log_w = np.sum(np.where(mask > 0, log_ratios, 0.0), axis=1)
     weights = dict(
         ess=float(wd.ess), ess_fraction=float(wd.ess_fraction), max_weight_share=float(wd.max_weight_share),
@@ -359,6 +369,20 @@ def run_evaluate(
     if out is not None:
         report["files"] = write_report(report, out, final_log_w if figure else None)
     return report
+
+
+def _estimator_names(text: str, with_model: bool) -> tuple:
+    from offrl_jax.ope import ESTIMATORS
+
+    names = tuple(x.strip().lower() for x in text.split(",") if x.strip())
+    if not names:
+        raise ValueError("estimators: expected comma-separated names, found none")
+    for name in names:
+        if name not in ESTIMATORS:
+            raise ValueError(f"estimators: unknown name {name!r}; expected names from {sorted(ESTIMATORS)}")
+        if ESTIMATORS[name][0] and not with_model:
+            raise ValueError(f"estimators: {name!r} needs a Q-hat; pass --q-hat model, fqe or a file")
+    return names
 
 
 def warnings_for(weights: dict, behavior: dict) -> List[str]:

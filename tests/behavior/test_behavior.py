@@ -9,18 +9,15 @@ import pytest
 
 from offrl_jax import behavior
 from offrl_jax.data import Trajectories
-from offrl_jax.envs import rollout
-from offrl_jax.envs.suite import make_problem
 
 N_BIG = 1600
 
 
 @pytest.fixture(scope="module")
-def stitching():
+def stitching(stitching_logs):
     """The stitching gridworld (state-dependent β), 1600 logged episodes of T = 20."""
-    p = make_problem("stitching_gridworld", dtype=jnp.float64)
-    data = jax.jit(rollout, static_argnums=(3, 4))(jax.random.key(3), p.mdp, p.behavior, N_BIG, p.horizon, p.target)
-    return p, data
+    p, logs = stitching_logs
+    return p, jax.tree_util.tree_map(lambda x: x[0], logs)
 
 
 def _kl(beta_hat, beta, observations, mask):
@@ -46,12 +43,12 @@ def test_counts_exact_jit_and_padding():
 
 def test_cross_fitted_tabular_equals_refit_on_other_folds(stitching):
     p, data = stitching
-    d = jax.tree_util.tree_map(lambda x: x[:30], data)
-    est = behavior.estimate_behavior(jax.random.key(0), d, "tabular", num_folds=3, num_observations=21,
+    d = jax.tree_util.tree_map(lambda x: x[:40], data)
+    est = behavior.estimate_behavior(jax.random.key(0), d, "tabular", num_folds=4, num_observations=21,
                                      num_actions=4, smoothing=0.7)
     folds = np.asarray(est.folds)
-    np.testing.assert_array_equal(folds, np.repeat([0, 1, 2], 10))
-    for k in range(3):
+    np.testing.assert_array_equal(folds, np.repeat([0, 1, 2, 3], 10))
+    for k in range(4):
         other = folds != k
         table = _table(np.asarray(d.observations)[other], np.asarray(d.actions)[other],
                        np.asarray(d.mask)[other], 21, 4, 0.7)
@@ -157,7 +154,7 @@ def test_with_estimated_behavior_fills_trajectories(stitching):
     d = jax.tree_util.tree_map(lambda x: x[:40], data).replace(behavior_log_probs=None)
     tp = np.asarray(p.target)[np.asarray(d.observations)]
     out, est = behavior.with_estimated_behavior(jax.random.key(0), d, "tabular", num_folds=4, num_observations=21,
-                                                target_probs=tp)
+                                                smoothing=0.7, target_probs=tp)
     np.testing.assert_array_equal(out.behavior_log_probs, est.log_probs)
     assert est.probs.shape == (40, 20, 4)
     np.testing.assert_allclose(jnp.sum(est.probs, -1), 1.0, rtol=1e-5)

@@ -18,8 +18,8 @@ import pytest
 
 from offrl_jax.behavior import cross_fitted_tabular
 from offrl_jax.core import fold_indices
-from offrl_jax.envs import q_values, rollout
-from offrl_jax.envs.suite import make_problem, problem_value
+from offrl_jax.envs import q_values
+from offrl_jax.envs.suite import problem_value
 from offrl_jax.mis import mis_finite_horizon
 from offrl_jax.ope import doubly_robust, log_importance_ratios, per_decision_is, trajectory_is
 from offrl_jax.pg import tabular_state_weights
@@ -55,15 +55,13 @@ def _estimator(problem, num_episodes):
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(stitching_logs):
     previous = jax.config.read("jax_disable_most_optimizations")
     jax.config.update("jax_disable_most_optimizations", True)  # programs that run once
     try:
-        problem = make_problem("stitching_gridworld", dtype=jnp.float64)
+        problem, data = stitching_logs  # [R, 1600, T]
+        assert data.rewards.shape[:2] == (R, SIZES[1])
         truth = float(problem_value(problem))
-        keys = jax.random.split(jax.random.key(11), R)
-        roll = jax.jit(jax.vmap(lambda k: rollout(k, problem.mdp, problem.behavior, SIZES[1], problem.horizon)))
-        data = roll(keys)  # [R, 1600, T]
         cut = SIZES[1] // SIZES[0]
         small = jax.tree_util.tree_map(lambda x: x.reshape((R * cut, SIZES[0]) + x.shape[2:]), data)
         est = {SIZES[1]: np.asarray(_estimator(problem, SIZES[1])(data)),
