@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax import behavior

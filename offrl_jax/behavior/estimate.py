@@ -40,7 +40,6 @@ from offrl_jax.behavior.models import (
     _log_lik,
     _network,
     _features,
-    action_probs,
     behavior_data,
     fitted_model,
     gaussian_moments,
@@ -159,7 +158,7 @@ def fit_behavior(
     n = np.asarray(mask).shape[0]
     fit, valid = _split_rows(k_split, rows[:, 0], np.arange(n), holdout_fraction)
     data = behavior_data(flat_obs, flat_act, fit, valid)
-    res = jax.jit(make_train(config))(k_train, data)
+    res = _programs(config)[0](k_train, data)
     return fitted_model(res.state), res.metrics
 
 
@@ -220,7 +219,6 @@ def _diagnostics_jit(lp, mask, probs, actions, target_probs, ece, support_thresh
 def _cross_fitted_model(key, config: BehaviorConfig, observations, actions, mask, folds, num_folds, holdout_fraction):
     flat_obs, flat_act, rows, m = _flatten(config, observations, actions, mask)
     traj = rows[:, 0]
-    n = m.shape[0]
     splits = []
     for k in range(num_folds):
         others = np.flatnonzero(folds != k)
