@@ -63,11 +63,62 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="no progress lines")
     d.add_argument("--q-hat", default="model", choices=("model", "fqe"),
                    help="Q-hat of DM/DR/WDR/MAGIC: cross-fitted tabular model (default) or horizon-aware FQE")
+    _add_evaluate(sub)
     sub.add_parser("envs", help="list the standard problems")
     b = sub.add_parser("bench", help="run a script from ./benchmarks (e.g. ope_speed --quick)")
     b.add_argument("name", nargs="?", help="script name without .py; omit to list")
     b.add_argument("args", nargs=argparse.REMAINDER)
     return ap
+
+
+def _add_evaluate(sub) -> None:
+    """``offrl-jax evaluate``: a user's own logs and target policy -> estimates (see
+    :mod:`offrl_jax.experiments.evaluate_logs`)."""
+    e = sub.add_parser("evaluate", help="evaluate a target policy on your own logs (npz, d3rlpy, Minari, SCOPE-RL, OBP)")
+    e.add_argument("data", help="logs file (.npz in our layout or a d3rlpy/Minari/SCOPE-RL/OBP export, .pkl, .h5)")
+    e.add_argument("--target", required=True,
+                   help="target policy: .npy/.npz of per-step action probabilities [N, T, A], or module:function(observations) -> [N, T, A]")
+    e.add_argument("--gamma", type=float, default=1.0, help="discount in [0, 1] (default 1)")
+    e.add_argument("--propensities", default=None,
+                   help="behaviour probabilities file, [N, T] at the logged actions or [N, T, A]; default: from the logs, else estimated")
+    e.add_argument("--behavior-model", default="auto", choices=("auto", "tabular", "linear", "mlp"),
+                   help="model of the estimated behaviour policy (default auto: tabular for integer observations, else mlp)")
+    e.add_argument("--folds", type=_int_at_least(2, ">= 2"), default=5, help="cross-fitting folds of trajectories (default 5)")
+    e.add_argument("--q-hat", default="none",
+                   help="Q-hat for DM/DR/WDR/MAGIC: none (default), model (cross-fitted tabular model), fqe (cross-fitted tabular FQE, slower) or a file [N, T, A]")
+    e.add_argument("--fqe-steps", type=_int_at_least(1, ">= 1"), default=None, help="FQE gradient steps per fold")
+    e.add_argument("--estimators", default=None,
+                   help="comma-separated subset of is,pdis,wis,wpdis,dm,dr,wdr,magic (default: all that apply)")
+    e.add_argument("--confidence", type=_level, default=0.95, help="interval level in (0, 1) (default 0.95)")
+    e.add_argument("--seed", type=_int_at_least(0, ">= 0"), default=0)
+    e.add_argument("--out", default="evaluation", help="path prefix of the .json/.md/.png reports (default ./evaluation)")
+    e.add_argument("--no-figure", action="store_true", help="do not draw the figure")
+    e.add_argument("--format", default="auto", choices=("auto", "npz", "d3rlpy", "minari", "scope_rl", "obp"))
+    e.add_argument("--unknown-next", default="keep", choices=("keep", "drop", "error"),
+                   help="d3rlpy time-outs without a recorded next observation (default keep)")
+    e.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def _evaluate(args) -> int:
+    enable_compilation_cache()
+    from offrl_jax.experiments.evaluate_logs import report_markdown, run_evaluate
+
+    try:
+        report = run_evaluate(
+            args.data, args.target, gamma=args.gamma, propensities=args.propensities,
+            behavior_model=args.behavior_model, num_folds=args.folds, q_hat=args.q_hat, fqe_steps=args.fqe_steps,
+            confidence=args.confidence, seed=args.seed, out=args.out, figure=not args.no_figure, quiet=args.quiet,
+            format=args.format, unknown_next=args.unknown_next, estimators=args.estimators,
+        )
+    except ValueError as e:
+        print(f"offrl-jax evaluate: error: {str(e).splitlines()[0] if str(e) else e!r}", file=sys.stderr)
+        return 2
+    print(report_markdown(report), end="")
+    for w in report["warnings"]:
+        print(f"warning: {w}", file=sys.stderr)
+    if report["files"]:
+        print("wrote " + ", ".join(report["files"]))
+    return 0
 
 
 def enable_compilation_cache() -> Optional[str]:
@@ -108,6 +159,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "bench":
         return _bench(args.name, args.args)
+    if args.command == "evaluate":
+        return _evaluate(args)
     from offrl_jax.envs.suite import PROBLEMS
 
     if args.command == "envs":

@@ -26,6 +26,10 @@ ALLOWED = {
     "cli": {"core", "data", "policies", "envs", "trainers", "experiments", "cli", "bench"} | FAMILIES,
 }
 
+# offrl_jax.formats (peer data layouts; imports core and data only) is read by the experiments and the CLI.
+for _layer_name in ("experiments", "cli"):
+    ALLOWED[_layer_name] = ALLOWED[_layer_name] | {"formats"}
+
 
 def _layer(top: str) -> str:
     return "family" if top in FAMILIES else top
