@@ -1,8 +1,10 @@
 """Command line: ``offrl-jax demo`` (the main job), ``offrl-jax envs``, ``offrl-jax bench``.
 
-This module only parses arguments and calls :mod:`offrl_jax.experiments.demo`. Heavy imports
-happen after parsing, so ``offrl-jax --help`` and argument errors do not wait for JAX. User
-errors print one line on stderr and exit with status 2 (no traceback).
+This module only parses arguments and calls :mod:`offrl_jax.experiments.demo`. ``offrl-jax bench``
+(run from the repository root) hands its arguments to ``benchmarks/run_all.py``: with no name it
+runs every benchmark and writes a results page; ``offrl-jax bench NAME [options]`` runs one
+script. Heavy imports happen after parsing, so ``offrl-jax --help`` and argument errors do not
+wait for JAX. User errors print one line on stderr and exit with status 2 (no traceback).
 
 The demo keeps JAX's persistent compilation cache in the user's cache directory
 (``$XDG_CACHE_HOME/offrl_jax/jax``, default ``~/.cache/offrl_jax/jax``), so a second run loads
