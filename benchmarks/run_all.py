@@ -113,6 +113,10 @@ def run_script(name: str, flags: Sequence[str], *, folder: str = HERE, out: str,
     return ScriptRun(name, returncode, time.perf_counter() - t0, tail, _written(before, out))
 
 
+def _cut(line: str, width: int = 300) -> str:
+    return line if len(line) <= width else line[:width] + " ..."
+
+
 def _status(run: ScriptRun) -> str:
     if run.ok:
         return "ok"
@@ -123,9 +127,9 @@ def _section(run: ScriptRun) -> List[str]:
     lines = ["", f"## {run.name}", ""]
     if not run.ok:
         lines += [f"**{_status(run)}** after {run.seconds:.1f} s; last lines of its output:", "", "```"]
-        return lines + run.tail + ["```"]
+        return lines + [_cut(t) for t in run.tail] + ["```"]
     if not run.written:
-        return lines + [f"ok in {run.seconds:.1f} s; it wrote no markdown table.", "", "```"] + run.tail + ["```"]
+        return lines + [f"ok in {run.seconds:.1f} s; it wrote no markdown table.", "", "```"] + [_cut(t) for t in run.tail] + ["```"]
     for path in run.written:
         json_path = path[:-3] + ".json"
         if os.path.exists(json_path):
@@ -136,8 +140,18 @@ def _section(run: ScriptRun) -> List[str]:
             except (OSError, ValueError, KeyError, TypeError):
                 pass
         with open(path, encoding="utf-8") as f:
-            lines += [f.read().rstrip("\n"), ""]
+            lines += _demote(f.read().rstrip("\n").split("\n")) + [""]
     return lines
+
+
+def _demote(lines: List[str]) -> List[str]:
+    """Markdown headings two levels down (a benchmark's ``# title`` nests under its ``## name``)."""
+    out, fenced = [], False
+    for line in lines:
+        if line.startswith("```"):
+            fenced = not fenced
+        out.append("##" + line if line.startswith("#") and not fenced else line)
+    return out
 
 
 def results_page(runs: Sequence[ScriptRun], meta: dict, command: str) -> str:

@@ -96,7 +96,7 @@ if __name__ == "__main__":
     out = sys.argv[sys.argv.index("--out") + 1] if "--out" in sys.argv else "results"
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "tiny_quick.md" if "--quick" in sys.argv else "tiny.md"), "w") as f:
-        f.write("| answer |\\n|---|\\n| 42 |\\n")
+        f.write("# tiny\\n\\n| answer |\\n|---|\\n| 42 |\\n")
     print("tiny ran with", sys.argv[1:])
 '''
 _BROKEN = '''if __name__ == "__main__":
@@ -136,6 +136,7 @@ def test_bench_runs_every_script_and_writes_a_results_page(bench_folder, capsys)
     assert "`offrl-jax bench --quick --out " in page
     assert "| broken | failed (exit 3) |" in page and "| tiny | ok |" in page
     assert "broken is about to fail" in page and "| 42 |" in page
+    assert "\n## tiny\n" in page and "\n### tiny\n" in page  # its own title nests under its section
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # written atomically
     # --only picks scripts; a full-size run writes index.md beside index_quick.md.
     assert cli.main(["bench", "--only", "tiny", "--out", str(out)]) == 0
