@@ -42,8 +42,8 @@ def _load(results: str, name: str, quick: bool) -> Optional[dict]:
 
 def _source(ax, doc: dict) -> None:
     meta = doc.get("meta", {})
-    ax.figure.text(0.01, 0.01, f"{doc['benchmark']}: {meta.get('device_kind', '?')}, {meta.get('cpu_count', '?')} CPUs, "
-                   f"{meta.get('date', '')[:10]}", fontsize=6, color="gray")
+    text = f"{doc['benchmark']}: {meta.get('device_kind', '?')}, {meta.get('cpu_count', '?')} CPUs, {meta.get('date', '')[:10]}"
+    ax.figure.text(0.01, 0.01, text, fontsize=6, color="gray")
 
 
 def ope_speed(doc: dict, plt) -> object:
@@ -75,10 +75,12 @@ def fitted_seeds(doc: dict, plt) -> object:
         ax.plot(*zip(*pts), "o-", label=f"offrl_jax FQE, MLP {'x'.join(map(str, hidden))}")
     d3 = doc["results"].get("d3rlpy") or {}
     if d3.get("update_steps_per_s"):
-        ax.axhline(d3["update_steps_per_s"], color="C3", ls="--", label=f"d3rlpy {d3.get('d3rlpy_version', '')} DiscreteFQE update (2x256)")
+        label = f"d3rlpy {d3.get('d3rlpy_version', '')} DiscreteFQE update (2x256)"
+        ax.axhline(d3["update_steps_per_s"], color="C3", ls="--", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    ax.set(xlabel="seeds trained as one program (jax.vmap)", ylabel="seed-steps / s", title="FQE on CartPole data: seeds scaling")
+    ax.set(xlabel="seeds trained as one program (jax.vmap)", ylabel="seed-steps / s",
+           title="FQE on CartPole data: seeds scaling")
     ax.legend(fontsize=7)
     _source(ax, doc)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
@@ -112,7 +114,8 @@ def horizon_variance(doc: dict, plt) -> object:
     width = 0.8 / len(rows)
     for j, row in enumerate(rows):
         ys = [row["relative_rmse"][n] or float("nan") for n in names]
-        ax.bar([i + (j - (len(rows) - 1) / 2) * width for i in range(len(names))], ys, width, label=f"T = {row['horizon']}")
+        xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(names))]
+        ax.bar(xs, ys, width, label=f"T = {row['horizon']}")
     ax.set_yscale("log")
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax.set(ylabel="RMSE / |J_T|", title="Error against the exact value grows with the horizon (Garnet, gamma = 1)")

@@ -129,7 +129,8 @@ def _section(run: ScriptRun) -> List[str]:
         lines += [f"**{_status(run)}** after {run.seconds:.1f} s; last lines of its output:", "", "```"]
         return lines + [_cut(t) for t in run.tail] + ["```"]
     if not run.written:
-        return lines + [f"ok in {run.seconds:.1f} s; it wrote no markdown table.", "", "```"] + [_cut(t) for t in run.tail] + ["```"]
+        lines += [f"ok in {run.seconds:.1f} s; it wrote no markdown table.", "", "```"]
+        return lines + [_cut(t) for t in run.tail] + ["```"]
     for path in run.written:
         json_path = path[:-3] + ".json"
         if os.path.exists(json_path):
