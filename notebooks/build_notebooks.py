@@ -644,11 +644,11 @@ results["true_value"] = true_value
 # `cross_fitted_fqe_terms` returns $\hat Q_t(s^n_t, a^n_t)$ and $\hat V_t(s^n_t) = \sum_a \pi(a|s^n_t)\hat Q_t(s^n_t, a)$
 # for every logged step, each from the fold that did not see it. They go to `ope.evaluate` as
 # `ModelTerms`: the direct method $\hat J_{DM} = \frac1N\sum_n \hat V_0(s^n_0)$, DR, WDR and MAGIC,
-# next to the model-free IS family.
+# next to trajectory-wise and per-decision IS.
 
 # %%
 fqe_terms = cross_fitted_fqe_terms(jax.random.key(1), data, O, A, target, gamma, num_steps=1000)
-estimators = ("is", "pdis", "wis", "wpdis", "dm", "dr", "wdr", "magic")
+estimators = ("is", "pdis", "dm", "dr", "wdr", "magic")
 table = ope.evaluate(data, target, gamma, estimators=estimators, q_hat=fqe_terms,
                      true_value=true_value, key=jax.random.key(2), num_resamples=200)
 print(table)
