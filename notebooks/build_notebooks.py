@@ -7,15 +7,24 @@ regenerated after an edit:
 
     python notebooks/build_notebooks.py
 
+The committed notebooks carry their outputs and figures (embedded PNG), so that a code host shows
+them. ``--execute`` runs each notebook in a Jupyter kernel first (nbclient and ipykernel, the
+``notebooks`` extra) and writes it with its outputs; every file is written atomically (temporary
+file, then ``os.replace``):
+
+    python notebooks/build_notebooks.py --execute [NAME ...]
+
 ``tests/test_notebooks.py`` runs the code cells of each written notebook and checks its results.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
-from typing import Dict, List
+import tempfile
+from typing import Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -564,10 +573,265 @@ if plt is not None:
 # This is the gap that conservative and policy-constrained offline RL methods are designed to close.
 '''
 
+DOUBLY_ROBUST_FQE = r'''
+# %% [markdown]
+# # 4. Doubly robust with a fitted $\hat Q$: FQE, cross-fitting, DR / WDR / MAGIC
+#
+# Doubly robust estimators need a model $\hat Q$. Chapter 1 used the maximum-likelihood tabular model;
+# here $\hat Q$ is learned from the logged data by **fitted Q evaluation** (FQE), the model-free
+# regression that also works with function approximation, and it is **cross-fitted**: the $\hat Q$
+# that corrects a trajectory never saw that trajectory. Every estimate is compared with the exact
+# $J(\pi)$ of the MDP, and the variance of DR with that of importance sampling.
+#
+# **FQE for a horizon $T$** (Le, Voloshin & Yue 2019, "Batch Policy Learning under Constraints"):
+# with $\hat Q_T \equiv 0$, for $t = T-1, \dots, 0$
+# $$\hat Q_t = \arg\min_{f}\ \sum_{n} \Big(f(s^n_t, a^n_t) - r^n_t - \gamma \sum_{a'} \pi(a'|s^n_{t+1})\, \hat Q_{t+1}(s^n_{t+1}, a')\Big)^2 .$$
+# The library folds the step into the observation, $x = s\,T + t$, and runs stationary FQE on $x$
+# (one-hot features, Adam, full batch, a target network refreshed every 50 steps; 1000 steps give the
+# 16 steps of the horizon 20 refreshes to propagate), which fits every $\hat Q_t$ at once.
+#
+# **Cross-fitting** (Chernozhukov et al. 2018, "Double/debiased machine learning"): split the $N$
+# trajectories into two folds, fit $\hat Q^{(1)}$ on fold 2 and $\hat Q^{(2)}$ on fold 1, and use
+# $\hat Q^{(k)}$ in the DR terms of fold $k$. Given $\hat Q$, each DR correction
+# $\rho_t\,(r_t + \gamma V_{DR}(t+1) - \hat Q_t(s_t, a_t))$ then has the right conditional mean, so DR
+# stays unbiased (Jiang & Li 2016 assume $\hat Q$ independent of the data it corrects).
+
+# %%
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)  # exact solves and estimators in float64
+import jax.numpy as jnp
+import numpy as np
+
+try:  # figures are optional
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+from offrl_jax import ope
+from offrl_jax.envs import policy_value, rollout
+from offrl_jax.envs.suite import graph, graph_policy
+from offrl_jax.experiments.cross_fit import cross_fitted_fqe_terms
+
+results = {}  # key numbers of this notebook (checked by tests/test_notebooks.py)
+
+# %% [markdown]
+# ## The problem: the COBS Graph with deterministic transitions
+# 32 states in columns, two actions, $T = 16$, $\gamma = 0.98$, reward $+1$ or $-1$ by the state
+# reached; here the intended next state is always reached (COBS's deterministic variant), so all the
+# randomness of a return comes from the actions. $\pi_\beta(a_0) = 0.8$, $\pi(a_0) = 0.2$,
+# $N = 128$ episodes. The exact value is $J(\pi) = (2\cdot 0.2 - 1)(1 - \gamma^T)/(1 - \gamma)$
+# (backward induction gives the same).
+
+# %%
+mdp = graph(stochastic=False, dtype=jnp.float64)
+gamma, N, T = float(mdp.gamma), 128, mdp.horizon
+O, A = mdp.num_observations, mdp.num_actions
+behavior, target = graph_policy(mdp, 0.8), graph_policy(mdp, 0.2)
+true_value = float(policy_value(mdp, target))
+data = jax.jit(rollout, static_argnums=(3, 4))(jax.random.key(0), mdp, behavior, N, T, target)
+print(f"exact J(pi) = {true_value:.4f};  {N} episodes of {T} steps")
+results["true_value"] = true_value
+
+# %% [markdown]
+# ## Cross-fitted FQE and the estimators
+# `cross_fitted_fqe_terms` returns $\hat Q_t(s^n_t, a^n_t)$ and $\hat V_t(s^n_t) = \sum_a \pi(a|s^n_t)\hat Q_t(s^n_t, a)$
+# for every logged step, each from the fold that did not see it. They go to `ope.evaluate` as
+# `ModelTerms`: the direct method $\hat J_{DM} = \frac1N\sum_n \hat V_0(s^n_0)$, DR, WDR and MAGIC,
+# next to trajectory-wise and per-decision IS.
+
+# %%
+fqe_terms = cross_fitted_fqe_terms(jax.random.key(1), data, O, A, target, gamma, num_steps=1000)
+estimators = ("is", "pdis", "dm", "dr", "wdr", "magic")
+table = ope.evaluate(data, target, gamma, estimators=estimators, q_hat=fqe_terms,
+                     true_value=true_value, key=jax.random.key(2), num_resamples=200)
+print(table)
+results["estimates"] = table.to_dict()
+
+# %% [markdown]
+# ## Variance: DR against importance sampling
+# IS, PDIS and DR are means of i.i.d. per-trajectory terms $X_n$, so their variance is
+# $\operatorname{Var}(X)/N$, estimated by the sample variance of the terms. DR's terms are PDIS's with
+# the control variate $\hat Q$ subtracted: the closer $\hat Q$ is to $Q^\pi$, the smaller the variance.
+
+# %%
+log_ratios = ope.log_importance_ratios(data.target_log_probs, data.behavior_log_probs, data.mask)
+args = (data.rewards, log_ratios, data.mask, gamma)
+terms = {
+    "IS": ope.trajectory_is_returns(*args),
+    "PDIS": ope.per_decision_is_returns(*args),
+    "DR": ope.doubly_robust_returns(*args, fqe_terms.q_taken, fqe_terms.v_hat),
+}
+variance = {k: float(jnp.var(v, ddof=1)) for k, v in terms.items()}
+for k, v in terms.items():
+    print(f"{k:10s} estimate {float(v.mean()):8.4f}   standard error {np.sqrt(variance[k] / N):8.4f}"
+          f"   variance ratio to PDIS {variance[k] / variance['PDIS']:.4f}")
+results["term_variance"] = variance
+if plt is not None:
+    est = results["estimates"]
+    names = [n for n in estimators if n != "magic"]
+    fig, ax = plt.subplots(figsize=(6.5, 3.5))
+    for i, n in enumerate(names):
+        e = est[n]
+        ax.errorbar(i, e["estimate"], yerr=[[e["estimate"] - e["lower"]], [e["upper"] - e["estimate"]]],
+                    fmt="o", capsize=4, color="C1" if n in ("dm", "dr", "wdr") else "C0")
+    ax.plot(len(names), est["magic"]["estimate"], "s", color="C1")
+    ax.axhline(true_value, color="k", ls="--", lw=1, label="exact J(pi)")
+    ax.set_xticks(range(len(names) + 1), [n.upper() for n in names] + ["MAGIC"])
+    ax.set(ylabel="estimate (95% interval)", title="Deterministic COBS Graph, cross-fitted FQE Q-hat")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+
+# %% [markdown]
+# IS is far off with a deceptively narrow interval (almost every trajectory weight is tiny); PDIS is
+# unbiased but its standard error is of the size of $|J(\pi)|$. With the cross-fitted FQE $\hat Q$,
+# DR's per-trajectory terms have a variance orders of magnitude below PDIS's: the transitions are
+# deterministic, so once $\hat Q \approx Q^\pi$ the only randomness left is the actions', and the
+# control variate removes most of it (Jiang & Li 2016, Theorem 1: the variance that remains is the
+# part the model explains badly). WDR and MAGIC, biased but consistent, land next to DR. On the
+# stochastic Graph (chapter 1's problem) the same $\hat Q$ removes much less: there the transition
+# noise, multiplied by the squared weights, dominates, and a control variate on the actions does
+# not touch it.
+'''
+
+THINKS_VS_DOES = r'''
+# %% [markdown]
+# # 5. How well it thinks it does vs how well it does: distribution shift in batch RL
+#
+# A batch learner that *improves* a policy (LSPI, FQI) judges its new policy with data collected by
+# another one. At iteration $k$ it holds $\hat Q_k$ and acts greedily, $\pi_k(s) = \arg\max_a \hat Q_k(s, a)$.
+# It **thinks** that policy is worth
+# $$\text{thinks}_k = \sum_s d_0(s)\, \max_a \hat Q_k(s, a),$$
+# while on a tabular MDP we can compute what it **does**: the exact value
+# $\text{does}_k = J(\pi_k) = d_0^\top (I - \gamma P_{\pi_k})^{-1} r_{\pi_k}$ by one linear solve.
+# Where the data never tried an action, $\hat Q_k$ there is whatever the function class extrapolates;
+# the max picks exactly those errors, so with narrow data "thinks" drifts above "does"
+# (extrapolation error: Fujimoto, Meger & Precup 2019; bootstrapping error: Kumar et al. 2019).
+# With data that covers every state-action pair the two agree up to sampling error and both
+# approach the optimal value $J(\pi^\star)$ (value iteration).
+#
+# Learners: LSPI (Lagoudakis & Parr 2003; LSTDQ evaluation, greedy improvement), linear FQI
+# ($\hat Q_{k+1}$ = ridge regression of $r + \gamma \max_{a'} \hat Q_k(s', a')$), both on one-hot
+# features with a small ridge. (`benchmarks/fitted_shift.py` runs the same experiment with neural FQI,
+# `offrl_jax.experiments.shift.fitted_distribution_shift`.)
+
+# %%
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+import jax.numpy as jnp
+import numpy as np
+
+try:
+    import matplotlib
+
+    if "ipykernel" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+except ImportError:
+    plt = None
+
+from offrl_jax import policies
+from offrl_jax.data import to_transitions
+from offrl_jax.envs import policy_value, rollout, value_iteration
+from offrl_jax.envs.suite import garnet
+from offrl_jax.experiments.shift import fitted_distribution_shift, linear_distribution_shift
+from offrl_jax.fitted import FittedQConfig
+
+results = {}
+
+# %% [markdown]
+# ## The problem and three datasets
+# A Garnet MDP (20 states, 4 actions, 3 successors per pair, $\gamma = 0.9$, Gaussian reward noise
+# of standard deviation 1). The behaviour policies mix a fixed random deterministic policy with the
+# uniform one: $\pi_\beta = (1-\varepsilon)\,\pi_{\text{det}} + \varepsilon\,\text{uniform}$ with
+# $\varepsilon \in \{0.02, 0.1, 0.5\}$ (narrow to broad); each dataset has 50 episodes of 40 steps.
+
+# %%
+S, A, gamma = 20, 4, 0.9
+mdp = garnet(0, S, A, 3, gamma=gamma, reward_std=1.0, dtype=jnp.float64)
+base = policies.deterministic(jnp.asarray(np.random.default_rng(0).integers(0, A, S)), A, jnp.float64)
+epsilons = (0.02, 0.1, 0.5)
+behaviors = jnp.stack([policies.mixture(base, policies.uniform(S, A, jnp.float64), 1.0 - e) for e in epsilons])
+optimal_value = float(mdp.initial @ jnp.max(value_iteration(mdp).q_star, -1))
+behavior_values = [float(policy_value(mdp, b)) for b in behaviors]
+print(f"J(pi*) = {optimal_value:.3f};  J(pi_beta) = " + ", ".join(f"{v:.3f}" for v in behavior_values))
+results.update(optimal_value=optimal_value, behavior_values=behavior_values, epsilons=epsilons)
+
+# %% [markdown]
+# ## LSPI and linear FQI, one vmapped program over the three datasets
+# `linear_distribution_shift` rolls out the data, runs LSPI and linear FQI on one-hot features
+# $\phi(s, a) = e_{(s,a)}$ and returns both curves (`thinks`, `does` per iteration), the coverage
+# (fraction of pairs in the data) and the exact $J(\pi^\star)$, $J(\pi_\beta)$.
+
+# %%
+phi = jnp.eye(S * A, dtype=jnp.float64).reshape(S, A, S * A)
+shift = jax.jit(jax.vmap(lambda b: linear_distribution_shift(
+    jax.random.key(1), mdp, phi, b, 50, 40, ridge=1e-3, lspi_iterations=8, fqi_iterations=40)))(behaviors)
+print("epsilon  coverage |  LSPI thinks   does |  FQI thinks   does")
+for i, e in enumerate(epsilons):
+    print(f"{e:7.2f}  {float(shift.coverage[i]):8.2f} | {float(shift.lspi.thinks[i, -1]):11.2f} "
+          f"{float(shift.lspi.does[i, -1]):6.2f} | {float(shift.fqi.thinks[i, -1]):10.2f} {float(shift.fqi.does[i, -1]):6.2f}")
+results["linear"] = jax.tree_util.tree_map(np.asarray, shift)
+
+# %% [markdown]
+# "Does" is exact. As a check, solve $(I - \gamma P_{\pi})V = r_\pi$ again here in numpy for the
+# final greedy policies (from the returned $\hat Q$ tables) and compare.
+
+# %%
+P, R, d0 = (np.asarray(x) for x in (mdp.transitions, mdp.rewards, mdp.initial))
+
+
+def exact_greedy_value(q_table):
+    pi = np.eye(A)[np.argmax(q_table, -1)]                        # greedy, ties to the first action
+    p_pi, r_pi = np.einsum("sa,sat->st", pi, P), np.sum(pi * R, -1)
+    return float(d0 @ np.linalg.solve(np.eye(S) - gamma * p_pi, r_pi))
+
+
+check = [abs(exact_greedy_value(np.asarray(c.q_tables[i, -1])) - float(c.does[i, -1]))
+         for c in (shift.lspi, shift.fqi) for i in range(len(epsilons))]
+print(f"max |numpy solve - does| = {max(check):.1e}")
+results["does_check"] = max(check)
+
+# %%
+if plt is not None:
+    fig, axes = plt.subplots(1, len(epsilons), figsize=(11, 3.6), sharey=True)
+    for i, ax in enumerate(axes):
+        for j, (name, c) in enumerate((("LSPI", shift.lspi), ("linear FQI", shift.fqi))):
+            ax.plot(np.asarray(c.thinks[i]), color=f"C{j}", label=f"{name} thinks")
+            ax.plot(np.asarray(c.does[i]), color=f"C{j}", ls=":", label=f"{name} does")
+        ax.axhline(optimal_value, color="k", ls="--", lw=1, label="J(pi*)")
+        ax.set(title=f"epsilon = {epsilons[i]}, coverage {float(shift.coverage[i]):.2f}", xlabel="iteration k")
+    axes[0].set_ylabel("value at the start states")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+
+# %% [markdown]
+# What the curves show. With narrow data ($\varepsilon = 0.02$: about half of the state-action pairs
+# never tried) both learners settle on a policy they believe is worth far more than it is: the greedy
+# step goes where the ridge fit has no data, and "does" stays near the behaviour policy's value. At
+# $\varepsilon = 0.1$ more pairs are seen, yet the belief is even higher than $J(\pi^\star)$ while the policy
+# is no better: a few visits per pair make noisy $\hat Q$ values, and the max picks the lucky ones
+# (the overestimation of Thrun & Schwartz 1993). Only with broad data ($\varepsilon = 0.5$, every pair
+# seen) does the greedy policy come close to optimal; "thinks" still sits above "does" by the
+# maximisation bias, which shrinks with more data. Offline RL methods (BCQ, CQL, IQL) are answers to
+# the first two panels: stay where the data is, or be pessimistic where it is not.
+'''
+
 NOTEBOOKS: Dict[str, str] = {
     "01_off_policy_evaluation": OPE,
     "02_marginalised_is_and_policy_gradient": MIS_PG,
     "03_linear_and_fitted_q": LINEAR_FITTED,
+    "04_doubly_robust_with_fitted_q": DOUBLY_ROBUST_FQE,
+    "05_thinks_vs_does": THINKS_VS_DOES,
 }
 
 _MARKER = re.compile(r"^# %%(?P<kind>.*)$", re.M)
@@ -608,21 +872,66 @@ def notebook(source: str) -> dict:
     }
 
 
-def build(folder: str = HERE) -> List[str]:
-    """Writes every notebook into ``folder``; returns the paths written."""
-    paths = []
-    for name, source in NOTEBOOKS.items():
-        nb = notebook(source)
-        for i, cell in enumerate(nb["cells"]):
-            cell["id"] = f"{name[:2]}-{i:02d}"
-        path = os.path.join(folder, name + ".ipynb")
-        with open(path, "w", encoding="utf-8") as f:
+MAX_TEXT_LINES = 40  # longer text outputs are cut (a notebook's outputs stay small)
+
+
+def execute(nb: dict, folder: str = HERE, timeout: int = 1200) -> dict:
+    """Runs ``nb`` in a fresh ``python3`` kernel (nbclient) and returns it with its outputs.
+
+    Text outputs longer than :data:`MAX_TEXT_LINES` lines are cut; execution timestamps are
+    dropped, so re-running changes a notebook only where its outputs change.
+    """
+    import nbclient
+    import nbformat
+
+    node = nbformat.reads(json.dumps(nb), as_version=4)
+    nbclient.NotebookClient(node, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": folder}}).execute()
+    out = json.loads(nbformat.writes(node))
+    for cell in out["cells"]:
+        cell.get("metadata", {}).pop("execution", None)
+        for o in cell.get("outputs", []):
+            text = o.get("text")
+            if isinstance(text, list) and len(text) > MAX_TEXT_LINES:
+                o["text"] = text[:MAX_TEXT_LINES] + [f"... ({len(text) - MAX_TEXT_LINES} more lines)\n"]
+    return out
+
+
+def _write_atomic(path: str, nb: dict) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(nb, f, indent=1, ensure_ascii=False)
             f.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def build(folder: str = HERE, names: Optional[Sequence[str]] = None, run: bool = False) -> List[str]:
+    """Writes the notebooks ``names`` (default: all) into ``folder``, executed when ``run``; returns the paths."""
+    paths = []
+    for name in names or list(NOTEBOOKS):
+        if name not in NOTEBOOKS:
+            raise ValueError(f"names: expected names from {list(NOTEBOOKS)}, found {name!r}")
+        nb = notebook(NOTEBOOKS[name])
+        for i, cell in enumerate(nb["cells"]):
+            cell["id"] = f"{name[:2]}-{i:02d}"
+        if run:
+            nb = execute(nb, folder)
+        path = os.path.join(folder, name + ".ipynb")
+        _write_atomic(path, nb)
         paths.append(path)
     return paths
 
 
 if __name__ == "__main__":
-    for p in build():
+    ap = argparse.ArgumentParser(description="Write the lecture notebooks (optionally executed, with outputs).")
+    ap.add_argument("names", nargs="*", help=f"notebooks to write (default: all of {list(NOTEBOOKS)})")
+    ap.add_argument("--execute", action="store_true", help="run each notebook and keep its outputs and figures")
+    args = ap.parse_args()
+    for p in build(names=args.names, run=args.execute):
         print("wrote", p)

@@ -1,8 +1,10 @@
 """Command line: ``offrl-jax demo`` (the main job), ``offrl-jax envs``, ``offrl-jax bench``.
 
-This module only parses arguments and calls :mod:`offrl_jax.experiments.demo`. Heavy imports
-happen after parsing, so ``offrl-jax --help`` and argument errors do not wait for JAX. User
-errors print one line on stderr and exit with status 2 (no traceback).
+This module only parses arguments and calls :mod:`offrl_jax.experiments.demo`. ``offrl-jax bench``
+(run from the repository root) hands its arguments to ``benchmarks/run_all.py``: with no name it
+runs every benchmark and writes a results page; ``offrl-jax bench NAME [options]`` runs one
+script. Heavy imports happen after parsing, so ``offrl-jax --help`` and argument errors do not
+wait for JAX. User errors print one line on stderr and exit with status 2 (no traceback).
 
 The demo keeps JAX's persistent compilation cache in the user's cache directory
 (``$XDG_CACHE_HOME/offrl_jax/jax``, default ``~/.cache/offrl_jax/jax``), so a second run loads
@@ -65,8 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Q-hat of DM/DR/WDR/MAGIC: cross-fitted tabular model (default) or horizon-aware FQE")
     _add_evaluate(sub)
     sub.add_parser("envs", help="list the standard problems")
-    b = sub.add_parser("bench", help="run a script from ./benchmarks (e.g. ope_speed --quick)")
-    b.add_argument("name", nargs="?", help="script name without .py; omit to list")
+    b = sub.add_parser("bench", help="run every script of ./benchmarks and write a results page, or one (NAME)",
+                       description="`offrl-jax bench [--quick] [--peer-python PY] [--list]` runs every benchmark "
+                                   "and writes <out>/index.md; `offrl-jax bench NAME [options]` runs one.")
+    b.add_argument("name", nargs="?", help="script name without .py; omit to run them all")
     b.add_argument("args", nargs=argparse.REMAINDER)
     return ap
 
@@ -140,25 +144,31 @@ def enable_compilation_cache() -> Optional[str]:
     return path
 
 
-def _bench(name: Optional[str], args: Sequence[str]) -> int:
+def _bench(argv: Sequence[str]) -> int:
+    """``bench NAME [options]`` runs ``./benchmarks/NAME.py``; anything else goes to ``benchmarks/run_all.py``."""
     folder = os.path.join(os.getcwd(), "benchmarks")
-    scripts = sorted(f[:-3] for f in os.listdir(folder) if f.endswith(".py") and not f.startswith("_")) if os.path.isdir(folder) else []
-    if not name:
-        print("\n".join(scripts) if scripts else "no ./benchmarks folder here (run from the repository root)")
-        return 0
-    if name not in scripts:
-        print(f"name: expected one of {scripts}, found {name!r}", file=sys.stderr)
+    runner = os.path.join(folder, "run_all.py")
+    if not os.path.isfile(runner):
+        print("offrl-jax bench: error: no ./benchmarks/run_all.py here (run from the repository root)", file=sys.stderr)
         return 2
-    sys.argv = [name] + list(args)
-    runpy.run_path(os.path.join(folder, name + ".py"), run_name="__main__")
-    return 0
+    run_all = runpy.run_path(runner, run_name="offrl_jax_run_all")
+    if argv and not argv[0].startswith("-"):
+        name, scripts = argv[0], run_all["discover"](folder)
+        if name not in scripts:
+            print(f"offrl-jax bench: error: name: expected one of {scripts}, found {name!r}", file=sys.stderr)
+            return 2
+        sys.argv = [name] + list(argv[1:])
+        runpy.run_path(os.path.join(folder, name + ".py"), run_name="__main__")
+        return 0
+    return run_all["main"](list(argv), folder)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its options are the benchmarks' own (see benchmarks/run_all.py)
+        return _bench(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "bench":
-        return _bench(args.name, args.args)
     if args.command == "evaluate":
         return _evaluate(args)
     from offrl_jax.envs.suite import PROBLEMS

@@ -136,3 +136,39 @@ def test_linear_and_fitted_q_notebook():
     assert shift.fqi.does[1, -1] > shift.fqi.does[0, -1]
     assert abs(shift.fqi.does[1, -1] - shift.optimal[1]) < 1.0
     assert shift.coverage[0] < shift.coverage[1]
+
+
+def test_doubly_robust_with_fitted_q_notebook():
+    res = run_notebook("04_doubly_robust_with_fitted_q")
+    gamma, horizon, n = 0.98, 16, 128
+    truth = res["true_value"]
+    # Deterministic COBS Graph: reward +1 w.p. pi(a_1) = 0.8 and -1 otherwise at every step.
+    np.testing.assert_allclose(truth, (2 * 0.2 - 1) * (1 - gamma**horizon) / (1 - gamma), rtol=1e-10)
+    est, var = res["estimates"], res["term_variance"]
+    se = {k: np.sqrt(v / n) for k, v in var.items()}
+    # Unbiased estimators within 3 standard errors (SE from their i.i.d. per-trajectory terms).
+    assert abs(est["dr"]["estimate"] - truth) < 3 * se["DR"]
+    assert abs(est["pdis"]["estimate"] - truth) < 3 * se["PDIS"]
+    # WDR and MAGIC (consistent) within DR's 3 standard errors; FQE's direct method within 2%.
+    assert abs(est["wdr"]["estimate"] - truth) < 3 * se["DR"]
+    assert abs(est["magic"]["estimate"] - truth) < 3 * se["DR"]
+    assert abs(est["dm"]["estimate"] - truth) < 0.02 * abs(truth)
+    # The control variate: DR's term variance is below 1% of PDIS's; IS is off by >100 of its SEs.
+    assert var["DR"] < 0.01 * var["PDIS"]
+    assert abs(est["is"]["estimate"] - truth) > 100 * se["IS"]
+
+
+def test_thinks_vs_does_notebook():
+    res = run_notebook("05_thinks_vs_does")
+    lin, opt = res["linear"], res["optimal_value"]
+    assert res["does_check"] < 1e-9                       # "does" = an independent exact linear solve
+    np.testing.assert_allclose(lin.optimal, opt, rtol=1e-10)
+    np.testing.assert_allclose(lin.behavior, res["behavior_values"], rtol=1e-10)
+    assert np.all(np.diff(lin.coverage) > 0) and lin.coverage[-1] == 1.0
+    for curves in (lin.lspi, lin.fqi):
+        assert np.all(curves.does <= opt + 1e-9)          # no policy beats J(pi*)
+        gap = curves.thinks[:, -1] - curves.does[:, -1]
+        assert gap[0] > 3.0 and gap[1] > 3.0              # narrow data: belief far above reality
+        assert gap[-1] < gap[0] and gap[-1] < gap[1]
+        assert abs(curves.does[-1, -1] - opt) < 0.05 * opt  # broad data: close to optimal
+        assert curves.does[0, -1] < 0.5 * opt
