@@ -92,10 +92,14 @@ def ope_arrays(rewards: Array, log_ratios: Array, mask: Array, *model: Array) ->
     return (floats[0], floats[1], jnp.asarray(mask), *floats[2:])
 
 
-def check_rank(name: str, x: Array, rank: int, what: str) -> None:
-    """``ValueError`` naming ``name`` unless ``x`` has ``rank`` dimensions (static shapes)."""
-    if jnp.ndim(x) != rank:
-        raise ValueError(f"{name}: expected {what}, found shape {list(jnp.shape(x))}")
+def check_shapes(*named: tuple, mask: Array) -> None:
+    """``mask`` must be ``[N, T]`` and every ``(name, array)`` of its shape (static shapes only);
+    ``ValueError`` naming the first argument that is not."""
+    if jnp.ndim(mask) != 2:
+        raise ValueError(f"mask: expected shape [N, T] (padded trajectories), found {list(jnp.shape(mask))}")
+    for name, x in named:
+        if tuple(jnp.shape(x)) != tuple(jnp.shape(mask)):
+            raise ValueError(f"{name}: expected shape {list(jnp.shape(mask))} (as mask, [N, T]), found {list(jnp.shape(x))}")
 
 
 def check_prng_key(key: Array) -> None:

@@ -42,7 +42,7 @@ from offrl_jax.core.dtypes import as_float, float_inputs
 from offrl_jax.core.model_terms import ModelTerms  # noqa: F401  (still imported from here by fitted.horizon)
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, log_discounts, safe_ratio
-from offrl_jax.ope._common import check_rank, ope_arrays
+from offrl_jax.ope._common import check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 from offrl_jax.ope.importance_sampling import WeightedEstimate
 
@@ -367,10 +367,7 @@ def doubly_robust_returns(
 def _arrays(rewards, log_ratios, mask, q_taken, v_hat):
     """The dtype policy and the ``[N, T]`` shape check (named ``ValueError``)."""
     arrays = ope_arrays(rewards, log_ratios, mask, q_taken, v_hat)
-    check_rank("rewards", arrays[0], 2, "[N, T] (padded trajectories)")
-    for name, x in zip(("log_ratios", "mask", "q_taken", "v_hat"), arrays[1:]):
-        if x.shape != arrays[0].shape:
-            raise ValueError(f"{name}: expected shape {list(arrays[0].shape)} (as rewards), found {list(x.shape)}")
+    check_shapes(*zip(("rewards", "log_ratios"), arrays[:2]), *zip(("q_taken", "v_hat"), arrays[3:]), mask=arrays[2])
     return arrays
 
 

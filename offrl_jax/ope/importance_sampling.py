@@ -38,7 +38,7 @@ from offrl_jax.core.weights import (
     normalized_weights,
     safe_ratio,
 )
-from offrl_jax.ope._common import check_rank, ope_arrays
+from offrl_jax.ope._common import check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 
 Array = Any
@@ -208,10 +208,7 @@ def per_decision_is_returns(
 def _arrays(rewards, log_ratios, mask):
     """The dtype policy and the ``[N, T]`` shape check (named ``ValueError``)."""
     rewards, log_ratios, mask = ope_arrays(rewards, log_ratios, mask)
-    check_rank("rewards", rewards, 2, "[N, T] (padded trajectories)")
-    for name, x in (("log_ratios", log_ratios), ("mask", mask)):
-        if x.shape != rewards.shape:
-            raise ValueError(f"{name}: expected shape {list(rewards.shape)} (as rewards), found {list(x.shape)}")
+    check_shapes(("rewards", rewards), ("log_ratios", log_ratios), mask=mask)
     return rewards, log_ratios, mask
 
 

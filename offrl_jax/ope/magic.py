@@ -30,7 +30,7 @@ import numpy as np
 from offrl_jax.core.dtypes import as_float
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, normalized_weights
-from offrl_jax.ope._common import check_prng_key, ope_arrays
+from offrl_jax.ope._common import check_prng_key, check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 from offrl_jax.ope.bootstrap import bootstrap_indices
 
@@ -139,9 +139,7 @@ def _arrays(rewards, log_ratios, mask, q_taken, v_hat) -> tuple:
             f"rewards: expected [N, T] padded trajectories (N >= 2), found shape {list(arrays[0].shape)}; "
             "for one trajectory add a leading axis"
         )
-    for name, x in zip(("log_ratios", "mask", "q_taken", "v_hat"), arrays[1:]):
-        if x.shape != arrays[0].shape:
-            raise ValueError(f"{name}: expected shape {list(arrays[0].shape)} (as rewards), found {list(x.shape)}")
+    check_shapes(*zip(("rewards", "log_ratios"), arrays[:2]), *zip(("q_taken", "v_hat"), arrays[3:]), mask=arrays[2])
     return arrays
 
 
