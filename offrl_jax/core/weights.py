@@ -43,7 +43,9 @@ __all__ = [
     "safe_ratio",
 ]
 
-def log_importance_ratios(target_log_probs: Array, behavior_log_probs: Array, mask: Array) -> Array:
+def log_importance_ratios(
+    target_log_probs: Array, behavior_log_probs: Array, mask: Array, *, validate: bool = True
+) -> Array:
     """Masked per-step log importance ratios.
 
     log rho_t = log pi(a_t|s_t) - log pi_beta(a_t|s_t) on real steps and 0 on padding. Uses the
@@ -56,6 +58,8 @@ def log_importance_ratios(target_log_probs: Array, behavior_log_probs: Array, ma
       target_log_probs: ``[N, T]`` log pi(a_t | s_t) at the logged actions.
       behavior_log_probs: ``[N, T]`` log pi_beta(a_t | s_t) at the logged actions.
       mask: ``[N, T]`` 1 on real steps, 0 on padding.
+      validate: run the host checks when the inputs are concrete (skipped under tracing); pass
+        ``False`` where invalid values are expected and handled by the caller.
 
     Returns:
       ``[N, T]`` log rho_t, 0 on padding.
@@ -66,7 +70,7 @@ def log_importance_ratios(target_log_probs: Array, behavior_log_probs: Array, ma
         behaviour log-probability is ``-inf`` where the target's is not (the ratio would be
         ``+inf``). Numeric inputs follow :mod:`offrl_jax.core.dtypes`.
     """
-    if is_concrete(target_log_probs, behavior_log_probs, mask):
+    if validate and is_concrete(target_log_probs, behavior_log_probs, mask):
         check_log_prob_pair(target_log_probs, behavior_log_probs, mask)
     target_log_probs, behavior_log_probs = float_inputs(
         [target_log_probs, behavior_log_probs], ["target_log_probs", "behavior_log_probs"]

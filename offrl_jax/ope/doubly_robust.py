@@ -16,20 +16,24 @@ run as ``lax.scan(..., reverse=True)``; the recursion is affine in V_DR(t+1), so
 space. All three agree. The one-step (bandit) DR of Dudik, Langford & Li 2011 is the T = 1 case.
 
 Overflow. A ratio rho_t = e^100 followed by e^-100 is a product that comes back down: neither
-factor fits in float32, their product does. The recursions therefore carry every value as a
-mantissa and a separate integer power of two, x = m 2^e (``frexp``/``ldexp``, exact), with
-rho_t = e^{log rho_t} split as 2^k e^{log rho_t - k ln 2}; nothing over- or underflows inside
-the recursion, rounding is that of ordinary float arithmetic, and a zero reward, TD term or ratio
-contributes exactly 0. Only the returned values are converted back to floats: an estimate whose
-true value exceeds the float range comes back as +-inf (never NaN); test it with
-``jnp.isfinite`` (:func:`~offrl_jax.ope.evaluate.evaluate` reports it as ``overflow``).
+factor fits in float32, their product does. The recursions run in plain floats when that is safe
+(no non-finite value, the cumulative log of gamma^t w_{0:t} never rises by more than half the log
+of the float range between two steps) and otherwise, chosen by ``lax.cond`` (under ``vmap``
+both branches run), in a scaled scan
+that carries every value as a mantissa and a separate integer power of two, x = m 2^e (exponent
+bits read and written directly, so exact), with rho_t = e^{log rho_t} split as
+2^k e^{log rho_t - k ln 2}: nothing over- or underflows inside it, its rounding is that of
+ordinary float arithmetic, and a zero reward, TD term or ratio contributes exactly 0. The
+``"weights"`` form sums its terms in the same scaled form. Only the returned values are converted
+back to floats: an estimate whose true value exceeds the float range comes back as +-inf (never
+NaN); test it with ``jnp.isfinite`` (:func:`~offrl_jax.ope.evaluate.evaluate` reports it as the
+row's ``overflow`` flag).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Union
-
 import math
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import chex
 import jax

@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.core.validation import is_concrete
 from offrl_jax.core.dtypes import float_inputs
+from offrl_jax.core.validation import is_concrete
 from offrl_jax.ope._common import check_confidence, check_prng_key, check_range, check_samples
 
 Array = Any
