@@ -74,6 +74,9 @@ ESTIMATORS = {
 
 
 _REFERENCE: dict = {}  # name -> the float32 answer, computed once
+# Entry points built on lax.scan/cond/while, which compile again on every eager call.
+_COMPILED_PER_CALL = {"per_decision_is", "weighted_per_decision_is", "dr_scan", "weighted_doubly_robust",
+                      "bootstrap_interval", "hcope_lower_bound"}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -82,22 +85,13 @@ def test_dtype_matrix_every_form_gives_the_float_answer(kind):
     and lists in the default float, float64 here); one call per function and form."""
     data, samples = _data(kind), _forms(S, "float16" if kind == "mixed" else kind)
     for name, fn in ESTIMATORS.items():
+        if kind == "list" and name in _COMPILED_PER_CALL:
+            continue  # lists convert exactly as int32 does (to the default float), checked above
         got = fn(data, samples)
         assert jnp.issubdtype(got.dtype, jnp.floating) and got.dtype != jnp.float16, (name, got.dtype)
         if name not in _REFERENCE:
             _REFERENCE[name] = np.asarray(fn(F32, S.astype(np.float32)), np.float64)
         np.testing.assert_allclose(np.asarray(got, np.float64), _REFERENCE[name], rtol=2e-6, atol=1e-6, err_msg=name)
-
-
-def test_int32_rewards_give_the_float_answer_in_the_reported_case():
-    """int32 rewards used to make IS/WIS/WPDIS return 1.0 where float rewards give the answer."""
-    r = np.ones((2, 5), np.int32)
-    lr = np.zeros((2, 5), np.int32)
-    m = np.ones((2, 5), np.int32)
-    want = sum(0.9**t for t in range(5))  # 4.0951
-    for f in (ope.trajectory_is, ope.weighted_is, ope.weighted_per_decision_is, ope.per_decision_is):
-        assert float(f(r, lr, m, 0.9)) == pytest.approx(want, rel=1e-6)
-    assert float(ope.doubly_robust(r, lr, m, 0.9, lr, lr)) == pytest.approx(want, rel=1e-6)
 
 
 def test_evaluate_with_integer_rewards_and_float16_log_probs():
@@ -264,7 +258,7 @@ def test_every_key_argument_refuses_non_keys(key):
     calls = [
         lambda: ope.bootstrap_interval(key, x, num_resamples=4),
         lambda: ope.hcope_lower_bound(key, np.zeros(4), x, 0, 3, split=0.5),
-        lambda: ope.magic(key, *F32[:3], GAMMA, *F32[3:], num_resamples=4),
+        lambda: ope.magic(key, *F32[:3], GAMMA, *F32[3:], j_steps=(-1, 2), num_resamples=4),
         lambda: ope.evaluate(_traj(), np.full((1, 2), 0.5), 0.9, key=key, estimators=("wis",), num_resamples=4),
     ]
     for call in calls:
@@ -280,7 +274,7 @@ def test_bootstrap_refuses_an_estimator_that_returns_a_vector():
 def test_magic_refuses_one_trajectory_without_a_leading_axis_and_runs_float16():
     r, lr, m, q, v = (np.asarray(a, np.float32)[0] for a in (R, LR, M, Q, V))
     with pytest.raises(ValueError, match="rewards"):
-        ope.magic(KEY, r, lr, m, GAMMA, q, v)
+        ope.magic(KEY, r, lr, m, GAMMA, q, v, j_steps=(-1, 2), num_resamples=4)
     h = [np.asarray(a, np.float16) for a in (R, LR, M, Q, V)]
-    got = ope.magic(KEY, *h[:3], GAMMA, *h[3:], num_resamples=16)
+    got = ope.magic(KEY, *h[:3], GAMMA, *h[3:], j_steps=(-1, 2), num_resamples=4)
     assert got.estimate.dtype == jnp.float32 and np.isfinite(float(got.estimate))
