@@ -30,6 +30,9 @@ __all__ = [
     "check_positive_float",
     "check_choice",
     "check_probability",
+    "check_log_prob_pair",
+    "check_key",
+    "check_distribution_rows",
 ]
 
 
@@ -234,3 +237,78 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in tuple(choices):
         raise ValueError(f"{name}: expected one of {tuple(choices)}, found {value!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Log-probabilities, policies and PRNG keys.
+# ----------------------------------------------------------------------------------------------
+def check_log_prob_pair(target_log_probs: Array, behavior_log_probs: Array, mask: Array) -> None:
+    """Host checks of :func:`~offrl_jax.core.weights.log_importance_ratios` (any common shape).
+
+    Raises:
+      ValueError: naming the argument, if a shape differs from ``mask``'s, a log-probability on a
+        real step is NaN, ``+inf`` or > 0, or the behaviour log-probability is ``-inf`` where the
+        target's is not (coverage violated: the ratio would be ``+inf``).
+    """
+    m = as_host(mask, "mask")
+    real = m > 0
+    arrays = []
+    for name, x in (("target_log_probs", target_log_probs), ("behavior_log_probs", behavior_log_probs)):
+        a = as_host(x, name)
+        if a.shape != m.shape:
+            raise ValueError(f"{name}: expected shape {list(m.shape)} (as mask), found {list(a.shape)}")
+        if a.dtype.kind not in "biuf" and a.dtype != np.dtype("bfloat16"):
+            raise ValueError(f"{name}: expected real log-probabilities, found dtype {a.dtype}")
+        a = a.astype(np.float64)
+        bad = (np.isnan(a) | (a > 1e-6)) & real
+        if np.any(bad):
+            idx = tuple(np.argwhere(bad)[0].tolist())
+            raise ValueError(f"{name}: expected log-probabilities in [-inf, 0], found {a[idx]} at index {idx}")
+        arrays.append(a)
+    lt, lb = arrays
+    bad = real & np.isneginf(lb) & ~np.isneginf(lt)
+    if np.any(bad):
+        idx = tuple(np.argwhere(bad)[0].tolist())
+        raise ValueError(
+            f"behavior_log_probs: behaviour probability is 0 at index {idx} where the target policy "
+            "puts mass (coverage violated; the importance ratio would be +inf)"
+        )
+
+
+def check_distribution_rows(probs: Array, name: str, atol: float = 1e-4) -> np.ndarray:
+    """Raises ``ValueError`` unless the last axis of ``probs`` holds probability distributions.
+
+    Entries must be finite and >= 0 and every row must sum to 1 within ``atol``.
+    """
+    p = as_host(probs, name)
+    if p.ndim < 1 or p.shape[-1] == 0:
+        raise ValueError(f"{name}: expected probabilities [..., A] with A >= 1, found shape {list(p.shape)}")
+    if p.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected real probabilities, found dtype {p.dtype}")
+    p = p.astype(np.float64)
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        idx = tuple(np.argwhere(~np.isfinite(p) | (p < 0))[0].tolist())
+        raise ValueError(f"{name}: expected probabilities >= 0, found {p[idx]} at index {idx}")
+    sums = p.sum(axis=-1)
+    if np.any(np.abs(sums - 1.0) > atol):
+        idx = tuple(np.argwhere(np.abs(sums - 1.0) > atol)[0].tolist())
+        raise ValueError(f"{name}: expected each row to sum to 1, row {idx} sums to {sums[idx]:.6g}")
+    return p
+
+
+def check_key(key: Any, name: str = "key") -> None:
+    """Raises ``ValueError`` unless ``key`` is a JAX PRNG key.
+
+    Accepted: a typed key of shape ``()`` (``jax.random.key``) or a raw ``uint32`` key of shape
+    ``[2]`` (``jax.random.PRNGKey``). Only dtype and shape are read, so it works on tracers.
+    """
+    dtype = getattr(key, "dtype", None)
+    shape = tuple(getattr(key, "shape", ()))
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if shape != ():
+            raise ValueError(f"{name}: expected one PRNG key (shape ()), found a key array of shape {list(shape)}")
+        return
+    if dtype is not None and np.dtype(dtype) == np.uint32 and shape == (2,):
+        return
+    found = f"{type(key).__name__}" + (f" of dtype {dtype} and shape {list(shape)}" if dtype is not None else "")
+    raise ValueError(f"{name}: expected a PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), found {found}")

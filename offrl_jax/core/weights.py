@@ -26,6 +26,9 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core.dtypes import as_float, float_inputs
+from offrl_jax.core.validation import check_log_prob_pair, is_concrete
+
 Array = Any
 
 __all__ = [
@@ -40,7 +43,9 @@ __all__ = [
     "safe_ratio",
 ]
 
-def log_importance_ratios(target_log_probs: Array, behavior_log_probs: Array, mask: Array) -> Array:
+def log_importance_ratios(
+    target_log_probs: Array, behavior_log_probs: Array, mask: Array, *, validate: bool = True
+) -> Array:
     """Masked per-step log importance ratios.
 
     log rho_t = log pi(a_t|s_t) - log pi_beta(a_t|s_t) on real steps and 0 on padding. Uses the
@@ -53,12 +58,23 @@ def log_importance_ratios(target_log_probs: Array, behavior_log_probs: Array, ma
       target_log_probs: ``[N, T]`` log pi(a_t | s_t) at the logged actions.
       behavior_log_probs: ``[N, T]`` log pi_beta(a_t | s_t) at the logged actions.
       mask: ``[N, T]`` 1 on real steps, 0 on padding.
+      validate: run the host checks when the inputs are concrete (skipped under tracing); pass
+        ``False`` where invalid values are expected and handled by the caller.
 
     Returns:
       ``[N, T]`` log rho_t, 0 on padding.
+
+    Raises:
+      ValueError: naming the argument (checked when the inputs are concrete), if a shape differs
+        from ``mask``'s, a log-probability on a real step is NaN, ``+inf`` or > 0, or the
+        behaviour log-probability is ``-inf`` where the target's is not (the ratio would be
+        ``+inf``). Numeric inputs follow :mod:`offrl_jax.core.dtypes`.
     """
-    target_log_probs = jnp.asarray(target_log_probs)
-    behavior_log_probs = jnp.asarray(behavior_log_probs)
+    if validate and is_concrete(target_log_probs, behavior_log_probs, mask):
+        check_log_prob_pair(target_log_probs, behavior_log_probs, mask)
+    target_log_probs, behavior_log_probs = float_inputs(
+        [target_log_probs, behavior_log_probs], ["target_log_probs", "behavior_log_probs"]
+    )
     real = jnp.asarray(mask) > 0
     safe_t = jnp.where(real, target_log_probs, 0.0)
     safe_b = jnp.where(real, behavior_log_probs, 0.0)
@@ -75,6 +91,7 @@ def clip_log_ratios(log_ratios: Array, max_log_ratio: Optional[float] = None) ->
     Returns:
       ``[..., T]`` clipped log ratios.
     """
+    log_ratios = as_float(log_ratios, "log_ratios")
     if max_log_ratio is None:
         return log_ratios
     return jnp.minimum(log_ratios, jnp.asarray(max_log_ratio, log_ratios.dtype))
@@ -94,9 +111,10 @@ def cumsum_last(x: Array, block: int = 128) -> Array:
       block: block length B.
 
     Returns:
-      ``[..., T]`` with out[..., t] = sum_{k<=t} x[..., k].
+      ``[..., T]`` with out[..., t] = sum_{k<=t} x[..., k] (half precision and integers computed
+      in float, see :mod:`offrl_jax.core.dtypes`: 1e30 is not a float16).
     """
-    x = jnp.asarray(x)
+    x = as_float(x, "x")
     t = x.shape[-1]
     big = jnp.asarray(1e30, x.dtype)
     xf = jnp.clip(x, -big, big)
@@ -136,9 +154,10 @@ def cumulative_log_weights(
       max_log_weight: optional bound on log w_{0:t}.
 
     Returns:
-      ``[..., T]`` log w_{0:t} (``-inf`` where some earlier ratio is 0).
+      ``[..., T]`` log w_{0:t} (``-inf`` where some earlier ratio is 0). Integer and half
+      precision inputs are computed in float (:mod:`offrl_jax.core.dtypes`).
     """
-    log_ratios = jnp.asarray(log_ratios)
+    log_ratios = as_float(log_ratios, "log_ratios")
     lr = jnp.where(jnp.asarray(mask) > 0, log_ratios, jnp.zeros_like(log_ratios))
     lr = clip_log_ratios(lr, max_log_ratio)
     log_w = cumsum_last(lr)
@@ -166,7 +185,7 @@ def final_log_weight(
     Returns:
       ``[...]`` log w_{0:T-1}.
     """
-    log_ratios = jnp.asarray(log_ratios)
+    log_ratios = as_float(log_ratios, "log_ratios")
     lr = jnp.where(jnp.asarray(mask) > 0, log_ratios, jnp.zeros_like(log_ratios))
     log_w = jnp.sum(clip_log_ratios(lr, max_log_ratio), axis=-1)
     if max_log_weight is not None:
@@ -204,7 +223,7 @@ def normalized_weights(log_weights: Array, axis: int = 0) -> tuple[Array, Array]
       ``(weights, zero_sum)``: weights of the input's shape, summing to 1 along ``axis`` (or all
       0), and a bool array of the input's shape without ``axis``, True where all weights are 0.
     """
-    log_weights = jnp.asarray(log_weights)
+    log_weights = as_float(log_weights, "log_weights")
     m = jnp.max(log_weights, axis=axis, keepdims=True)
     finite = jnp.isfinite(m)
     m_safe = jnp.where(finite, m, jnp.zeros_like(m))
@@ -242,7 +261,7 @@ def importance_weights(
     Returns:
       weights of the input's shape.
     """
-    log_weights = clip_log_ratios(jnp.asarray(log_weights), max_log_weight)
+    log_weights = clip_log_ratios(as_float(log_weights, "log_weights"), max_log_weight)
     if self_normalize:
         return normalized_weights(log_weights, axis=axis)[0]
     return jnp.exp(log_weights) / log_weights.shape[axis]

@@ -63,8 +63,9 @@ def linear_fqi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Ar
     Returns:
       :class:`LinearFQIResult`.
     """
-    check_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
-                    names=("phi_sa", "phi_next_all"), next_rank=3)
+    phi_sa, phi_next_all, rewards, discounts, sample_weights = check_td_inputs(
+        phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
+        names=("phi_sa", "phi_next_all"), next_rank=3)
     check_positive_int(num_iterations, "num_iterations")
     m, k = phi_sa.shape
     dt = phi_sa.dtype

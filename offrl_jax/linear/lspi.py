@@ -91,11 +91,12 @@ def lspi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Array, g
     Returns:
       :class:`LSPIResult`.
     """
-    _check_lspi_args(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, max_iterations, epsilon,
-                     initial_weights, sample_weights, state_features, chunk_size)
+    phi_sa, phi_next_all, rewards, discounts, sample_weights = _check_lspi_args(
+        phi_sa, phi_next_all, rewards, discounts, gamma, ridge, max_iterations, epsilon,
+        initial_weights, sample_weights, state_features, chunk_size)
     n_it, (k, dt) = int(max_iterations), (phi_sa.shape[1], phi_sa.dtype)
     w0 = jnp.zeros((k,), dt) if initial_weights is None else jnp.asarray(initial_weights, dt)
-    recorded = None if state_features is None else state_features.astype(dt)
+    recorded = None if state_features is None else jnp.asarray(state_features).astype(dt)
     probe = phi_next_all if recorded is None else recorded
 
     def evaluate(w):  # LSTDQ of the greedy policy of w
@@ -123,20 +124,22 @@ def lspi(phi_sa: Array, phi_next_all: Array, rewards: Array, discounts: Array, g
 
 
 def _check_lspi_args(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, max_iterations, epsilon,
-                     initial_weights, sample_weights, state_features, chunk_size) -> None:
-    check_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
-                    names=("phi_sa", "phi_next_all"), next_rank=3, chunk_size=chunk_size)
+                     initial_weights, sample_weights, state_features, chunk_size) -> tuple:
+    arrays = check_td_inputs(phi_sa, phi_next_all, rewards, discounts, gamma, ridge, sample_weights,
+                             names=("phi_sa", "phi_next_all"), next_rank=3, chunk_size=chunk_size)
+    phi_sa, phi_next_all = arrays[:2]
     check_positive_int(max_iterations, "max_iterations")
     if is_concrete(epsilon) and not (np.isfinite(epsilon) and epsilon >= 0):
         raise ValueError(f"epsilon: expected a finite tolerance >= 0, found {epsilon}")
     k = phi_sa.shape[1]
     if initial_weights is not None and jnp.shape(initial_weights) != (k,):
         raise ValueError(f"initial_weights: expected shape [K] = [{k}], found {list(jnp.shape(initial_weights))}")
-    if state_features is not None and (jnp.ndim(state_features) != 3 or state_features.shape[1:] != phi_next_all.shape[1:]):
+    if state_features is not None and (jnp.ndim(state_features) != 3 or tuple(jnp.shape(state_features)[1:]) != tuple(phi_next_all.shape[1:])):
         raise ValueError(
             f"state_features: expected shape [P, A, K] = [P, {phi_next_all.shape[1]}, {k}], "
             f"found {list(jnp.shape(state_features))}"
         )
+    return arrays
 
 
 def _history(w0: Array, n_it: int, recorded: Optional[Array]) -> dict:

@@ -51,7 +51,9 @@ def lstd(phi: Array, phi_next: Array, rewards: Array, discounts: Array, gamma: A
       ``[K]`` weights (NaN if the system is singular to working precision), or a
       :class:`~offrl_jax.linear.systems.LinearSolution` with the ``ok`` flag and condition number.
     """
-    check_td_inputs(phi, phi_next, rewards, discounts, gamma, ridge, sample_weights, chunk_size=chunk_size)
+    phi, phi_next, rewards, discounts, sample_weights = check_td_inputs(
+        phi, phi_next, rewards, discounts, gamma, ridge, sample_weights, chunk_size=chunk_size
+    )
     system = accumulate_td_system(phi, phi_next, rewards, discounts, gamma, sample_weights, chunk_size)
     res = solve(system.a, system.b, ridge)
     return res if return_info else res.weights
@@ -77,8 +79,9 @@ def lstdq(phi_sa: Array, phi_next_pi: Array, rewards: Array, discounts: Array, g
       ``[K]`` weights, or a :class:`~offrl_jax.linear.systems.LinearSolution` with
       ``return_info=True``.
     """
-    check_td_inputs(phi_sa, phi_next_pi, rewards, discounts, gamma, ridge, sample_weights,
-                    names=("phi_sa", "phi_next_pi"), chunk_size=chunk_size)
+    phi_sa, phi_next_pi, rewards, discounts, sample_weights = check_td_inputs(
+        phi_sa, phi_next_pi, rewards, discounts, gamma, ridge, sample_weights,
+        names=("phi_sa", "phi_next_pi"), chunk_size=chunk_size)
     system = accumulate_td_system(phi_sa, phi_next_pi, rewards, discounts, gamma, sample_weights, chunk_size)
     res = solve(system.a, system.b, ridge)
     return res if return_info else res.weights

@@ -61,7 +61,9 @@ def linear_model(phi: Array, phi_next: Array, rewards: Array, discounts: Array, 
     Returns:
       :class:`LinearModel`.
     """
-    check_td_inputs(phi, phi_next, rewards, discounts, 0.0, ridge, sample_weights, chunk_size=chunk_size)
+    phi, phi_next, rewards, discounts, sample_weights = check_td_inputs(
+        phi, phi_next, rewards, discounts, 0.0, ridge, sample_weights, chunk_size=chunk_size
+    )
     return _linear_model(phi, phi_next, rewards, discounts, ridge, sample_weights, chunk_size)
 
 
@@ -97,7 +99,9 @@ def linear_model_value(phi: Array, phi_next: Array, rewards: Array, discounts: A
     Returns:
       ``[K]`` weights, or a :class:`~offrl_jax.linear.systems.LinearSolution`.
     """
-    check_td_inputs(phi, phi_next, rewards, discounts, gamma, ridge, sample_weights, chunk_size=chunk_size)
+    phi, phi_next, rewards, discounts, sample_weights = check_td_inputs(
+        phi, phi_next, rewards, discounts, gamma, ridge, sample_weights, chunk_size=chunk_size
+    )
     model = _linear_model(phi, phi_next, rewards, discounts, ridge, sample_weights, chunk_size)
     eye = jnp.eye(phi.shape[1], dtype=phi.dtype)
     m = eye - jnp.asarray(gamma, phi.dtype) * model.transition

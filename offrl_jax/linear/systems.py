@@ -47,6 +47,7 @@ import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 
+from offrl_jax.core.dtypes import as_float, float_inputs
 from offrl_jax.core.validation import check_positive_int, is_concrete, validate_gamma
 
 Array = Any
@@ -123,15 +124,24 @@ def _check_nonnegative(x: Any, name: str) -> None:
 def check_td_inputs(phi: Array, phi_next: Array, rewards: Array, discounts: Array, gamma: Any = 0.0,
                     ridge: Any = 0.0, sample_weights: Optional[Array] = None, *,
                     names: Tuple[str, str] = ("phi", "phi_next"), next_rank: int = 2,
-                    chunk_size: Optional[int] = None) -> None:
+                    chunk_size: Optional[int] = None) -> tuple:
     """Checks the inputs of a TD solver; raises ``ValueError`` naming the argument.
 
-    Shapes (static under ``jit``) are always checked; values (finite, discounts and sample
-    weights in range, gamma in [0, 1], ridge >= 0, a non-empty dataset) only when concrete.
-    ``names`` are the caller's names of the two feature arrays; ``next_rank`` is 3 for
+    The numeric inputs first follow the dtype policy of :mod:`offrl_jax.core.dtypes` (integers,
+    bools and lists as floats, half precision computed in float32, mixed dtypes promoted to the
+    widest float). Shapes (static under ``jit``) are always checked; values (finite, discounts
+    and sample weights in range, gamma in [0, 1], ridge >= 0, a non-empty dataset) only when
+    concrete. ``names`` are the caller's names of the two feature arrays; ``next_rank`` is 3 for
     ``phi_next_all`` ``[M, A, K]``.
+
+    Returns:
+      ``(phi, phi_next, rewards, discounts, sample_weights)`` as arrays of one float dtype
+      (``sample_weights`` stays ``None`` if it was).
     """
     n_phi, n_next = names
+    phi, phi_next, rewards, discounts, sample_weights = float_inputs(
+        [phi, phi_next, rewards, discounts, sample_weights], [n_phi, n_next, "rewards", "discounts", "sample_weights"]
+    )
     if jnp.ndim(phi) != 2:
         raise ValueError(f"{n_phi}: expected shape [M, K], found {list(jnp.shape(phi))}")
     m, k = jnp.shape(phi)
@@ -159,6 +169,7 @@ def check_td_inputs(phi: Array, phi_next: Array, rewards: Array, discounts: Arra
             raise ValueError(f"discounts: expected values in [0, 1] (0 where s' is terminal), found range [{a.min()}, {a.max()}]")
         if name == "sample_weights" and (np.any(a < 0) or a.sum() <= 0):
             raise ValueError("sample_weights: expected non-negative weights with a positive sum")
+    return phi, phi_next, rewards, discounts, sample_weights
 
 
 # ----------------------------------------------------------------------------------------------
@@ -227,7 +238,9 @@ def td_system(phi: Array, phi_next: Array, rewards: Array, discounts: Array, gam
     Returns:
       :class:`LinearSystem` with ``a`` ``[K, K]``, ``b`` ``[K]``.
     """
-    check_td_inputs(phi, phi_next, rewards, discounts, gamma, 0.0, sample_weights, chunk_size=chunk_size)
+    phi, phi_next, rewards, discounts, sample_weights = check_td_inputs(
+        phi, phi_next, rewards, discounts, gamma, 0.0, sample_weights, chunk_size=chunk_size
+    )
     return accumulate_td_system(phi, phi_next, rewards, discounts, gamma, sample_weights, chunk_size)
 
 
@@ -312,6 +325,9 @@ def factorize(a: Array, ridge: Any = 0.0, *, method: str = "lu") -> Factorizatio
     if method not in ("lu", "cholesky"):
         raise ValueError(f"method: expected 'lu' or 'cholesky', found {method!r}")
     _check_nonnegative(ridge, "ridge")
+    a = as_float(a, "a")
+    if a.ndim != 2 or a.shape[0] != a.shape[1]:
+        raise ValueError(f"a: expected a square [K, K] matrix, found shape {list(a.shape)}")
     k = a.shape[0]
     mat = a + jnp.asarray(ridge, a.dtype) * jnp.eye(k, dtype=a.dtype)
     mag = jnp.sqrt(jnp.maximum(jnp.max(jnp.abs(mat), 0), jnp.max(jnp.abs(mat), 1)))
@@ -349,6 +365,7 @@ def solve(a: Array, b: Array, ridge: Any = 0.0, *, method: str = "lu") -> Linear
     Returns:
       :class:`LinearSolution` with ``weights`` shaped like ``b``.
     """
+    a, b = float_inputs([a, b], ["a", "b"])
     if jnp.ndim(a) != 2 or a.shape[0] != a.shape[1] or b.shape[0] != a.shape[0] or jnp.ndim(b) not in (1, 2):
         raise ValueError(f"a, b: expected a [K, K] and b [K] or [K, J], found {list(a.shape)} and {list(b.shape)}")
     fac = factorize(a, ridge, method=method)

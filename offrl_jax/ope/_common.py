@@ -12,7 +12,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.core.validation import is_concrete
+from offrl_jax.core.dtypes import float_inputs
+from offrl_jax.core.validation import check_key, is_concrete
 
 Array = Any
 
@@ -71,9 +72,38 @@ def check_range(
         raise ValueError(f"{name}: expected values in [{range_names}] = [{a}, {b}], found {x[idx]} at index {idx}")
 
 
-def as_float(x: Array) -> Array:
-    x = jnp.asarray(x)
-    return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.result_type(float))
+def as_float(x: Array, name: str = "samples") -> Array:
+    """One numeric input under the dtype policy (:mod:`offrl_jax.core.dtypes`)."""
+    return float_inputs([x], [name])[0]
+
+
+def ope_arrays(rewards: Array, log_ratios: Array, mask: Array, *model: Array) -> tuple:
+    """``(rewards, log_ratios, mask, *model)`` under the dtype policy of :mod:`offrl_jax.core.dtypes`.
+
+    The float inputs (rewards, log ratios and the model terms ``q_taken``, ``v_hat``) become JAX
+    arrays of one float dtype (integers and lists converted, half precision computed in float32,
+    mixed dtypes promoted); ``mask`` becomes an array of its own dtype (it is only compared with
+    0). ``ValueError`` names the argument for non-numeric input.
+    """
+    names = ["rewards", "log_ratios", "q_taken", "v_hat"][: 2 + len(model)]
+    floats = float_inputs([rewards, log_ratios, *model], names)
+    if isinstance(mask, (list, tuple)) or not hasattr(mask, "dtype"):
+        mask = float_inputs([mask], ["mask"])[0]
+    return (floats[0], floats[1], jnp.asarray(mask), *floats[2:])
+
+
+def check_shapes(*named: tuple, mask: Array) -> None:
+    """``mask`` must be ``[N, T]`` and every ``(name, array)`` of its shape (static shapes only);
+    ``ValueError`` naming the first argument that is not."""
+    if jnp.ndim(mask) != 2:
+        raise ValueError(f"mask: expected shape [N, T] (padded trajectories), found {list(jnp.shape(mask))}")
+    for name, x in named:
+        if tuple(jnp.shape(x)) != tuple(jnp.shape(mask)):
+            raise ValueError(f"{name}: expected shape {list(jnp.shape(mask))} (as mask, [N, T]), found {list(jnp.shape(x))}")
+
+
+def check_prng_key(key: Array) -> None:
+    check_key(key, "key")
 
 
 def tail_mass(confidence: Array, side: str, dtype) -> Array:

@@ -26,7 +26,15 @@ import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
 from offrl_jax.core.validation import is_concrete
-from offrl_jax.ope._common import as_float, check_confidence, check_samples, check_side, one_side, tail_mass
+from offrl_jax.ope._common import (
+    as_float,
+    check_confidence,
+    check_prng_key,
+    check_samples,
+    check_side,
+    one_side,
+    tail_mass,
+)
 
 Array = Any
 
@@ -62,6 +70,7 @@ def bootstrap_indices(key: Array, num_items: int, num_resamples: int) -> Array:
     ``jax.random.randint``. Shared by :func:`bootstrap_interval` and MAGIC so that equal keys give
     equal resamples.
     """
+    check_prng_key(key)
     if num_items <= 2**16:
         u = jax.random.bits(key, (num_resamples, num_items), jnp.uint32)
         n = jnp.uint32(num_items)
@@ -129,9 +138,11 @@ def bootstrap_interval(
     Returns:
       :class:`BootstrapInterval`.
     """
+    check_prng_key(key)
     _check_arguments(confidence, side, method, num_resamples, batch_size)
     data, estimator, closed_form_jackknife = _prepare(data, estimator)
     n = _leading_size(data)
+    _check_estimator_output(estimator, data)
 
     def take(idx):
         return jax.tree_util.tree_map(lambda x: x[idx], data)
@@ -174,7 +185,7 @@ def _prepare(data, estimator):
     """Checks ``data``; ``estimator=None`` becomes the mean (its jackknife is closed-form)."""
     if estimator is None:
         check_samples(data, "data")
-        return as_float(data), jnp.mean, True
+        return as_float(data, "data"), jnp.mean, True
     if not callable(estimator):
         raise ValueError(f"estimator: expected a callable data -> scalar, found {type(estimator)}")
     if is_concrete(data):
@@ -183,6 +194,19 @@ def _prepare(data, estimator):
             if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
                 raise ValueError("data: expected finite values, found NaN or inf")
     return data, estimator, False
+
+
+def _check_estimator_output(estimator, data) -> None:
+    """``estimator(data)`` must be a real scalar (checked from shapes only, nothing is run)."""
+    try:
+        out = jax.eval_shape(estimator, data)
+    except Exception as exc:  # noqa: BLE001 - report it against the argument
+        raise ValueError(f"estimator: calling it on data failed ({type(exc).__name__}: {exc})") from exc
+    shape = getattr(out, "shape", None)
+    dtype = getattr(out, "dtype", None)
+    if shape != () or dtype is None or not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        found = f"shape {list(shape)} and dtype {dtype}" if shape is not None else type(out).__name__
+        raise ValueError(f"estimator: expected a function data -> real scalar, it returned {found}")
 
 
 def _bca_levels(theta, estimate, jack, tail):

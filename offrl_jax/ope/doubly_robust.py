@@ -13,12 +13,26 @@ run as ``lax.scan(..., reverse=True)``; the recursion is affine in V_DR(t+1), so
 ``method="associative"`` runs the same recursion as a ``lax.associative_scan`` over affine maps
 (log-depth, for long horizons on accelerators), and ``method="weights"`` uses the unrolled form
 (1/N) sum_n sum_t gamma^t [w_{0:t} (r_t - Q-hat_t) + w_{0:t-1} V-hat_t] with the weights in log
-space (robust when partial products of ratios overflow). All three agree. The one-step (bandit)
-DR of Dudik, Langford & Li 2011 is the T = 1 case.
+space. All three agree. The one-step (bandit) DR of Dudik, Langford & Li 2011 is the T = 1 case.
+
+Overflow. A ratio rho_t = e^100 followed by e^-100 is a product that comes back down: neither
+factor fits in float32, their product does. The recursions run in plain floats when that is safe
+(no non-finite value, the cumulative log of gamma^t w_{0:t} never rises by more than half the log
+of the float range between two steps) and otherwise, chosen by ``lax.cond`` (under ``vmap``
+both branches run), in a scaled scan
+that carries every value as a mantissa and a separate integer power of two, x = m 2^e (exponent
+bits read and written directly, so exact), with rho_t = e^{log rho_t} split as
+2^k e^{log rho_t - k ln 2}: nothing over- or underflows inside it, its rounding is that of
+ordinary float arithmetic, and a zero reward, TD term or ratio contributes exactly 0. The
+``"weights"`` form sums its terms in the same scaled form. Only the returned values are converted
+back to floats: an estimate whose true value exceeds the float range comes back as +-inf (never
+NaN); test it with ``jnp.isfinite`` (:func:`~offrl_jax.ope.evaluate.evaluate` reports it as the
+row's ``overflow`` flag).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
 import chex
@@ -28,9 +42,11 @@ import numpy as np
 
 from offrl_jax.core.blocking import map_rows, scan_rows
 from offrl_jax.core.diagnostics import effective_sample_size
+from offrl_jax.core.dtypes import as_float, float_inputs
 from offrl_jax.core.model_terms import ModelTerms  # noqa: F401  (still imported from here by fitted.horizon)
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, log_discounts, safe_ratio
+from offrl_jax.ope._common import check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 from offrl_jax.ope.importance_sampling import WeightedEstimate
 
@@ -66,6 +82,7 @@ def direct_method(v_hat_initial: Array) -> Array:
     Raises:
       ValueError: for an empty or non-finite ``v_hat_initial`` (checked when concrete).
     """
+    v_hat_initial = as_float(v_hat_initial, "v_hat_initial")
     if is_concrete(v_hat_initial):
         a = np.asarray(v_hat_initial)
         if a.ndim != 1 or a.shape[0] == 0:
@@ -97,8 +114,7 @@ def direct_method_from_q(
         if initial_observations is None:
             raise ValueError("initial_observations: required when q_hat is a callable")
         q_hat = q_hat(initial_observations)
-    q_hat = jnp.asarray(q_hat)
-    target_probs = jnp.asarray(target_probs)
+    q_hat, target_probs = float_inputs([q_hat, target_probs], ["q_hat", "target_probs"])
     if q_hat.shape != target_probs.shape or q_hat.ndim != 2:
         raise ValueError(
             f"q_hat: expected shape [N, A] equal to target_probs {list(target_probs.shape)}, "
@@ -146,38 +162,162 @@ def doubly_robust_values(
     Returns:
       ``[T]`` V_DR(t); ``V_DR(0)`` is the trajectory's DR estimate.
     """
+    if method not in ("scan", "associative"):
+        raise ValueError(f"method: expected 'scan' or 'associative', found {method!r}")
+    rewards, log_ratios, mask, q_taken, v_hat = ope_arrays(rewards, log_ratios, mask, q_taken, v_hat)
     chex.assert_rank([rewards, log_ratios, mask, q_taken, v_hat], 1)
     chex.assert_equal_shape([rewards, log_ratios, mask, q_taken, v_hat])
     real = jnp.asarray(mask) > 0
     r = _masked(rewards, mask)
     dtype = r.dtype
-    rho = jnp.exp(jnp.where(real, log_ratios, jnp.zeros_like(log_ratios))).astype(dtype)
     q, v = _masked(q_taken, mask), _masked(v_hat, mask)
     d = jnp.ones_like(r) if discounts is None else jnp.asarray(discounts, dtype)
     g = jnp.asarray(gamma, dtype)
-    # V(t) = c_t + a_t V(t+1); padding: c = 0, a = 1 (freeze).
-    c = jnp.where(real, v + rho * (r - q), jnp.zeros_like(r))
-    a = jnp.where(real, g * d * rho, jnp.ones_like(r))
-    if method == "scan":
+    # Plain floats first; where they could over- or underflow, the scaled scan (same recursion).
+    plain = _PLAIN[method](real, r, log_ratios, q, v, d, g)
+    unsafe = _unsafe(plain, log_ratios, real, g)
+    return jax.lax.cond(unsafe, lambda: _scaled_scan(real, r, log_ratios, q, v, d, g), lambda: plain)
 
-        def step(v_next, ca):
-            c_t, a_t = ca
-            v_t = c_t + a_t * v_next
-            return v_t, v_t
 
-        _, values = jax.lax.scan(step, jnp.zeros((), dtype), (c, a), reverse=True)
-        return values
-    if method == "associative":
+def _scaled_scan(real, r, log_ratios, q, v, d, g) -> Array:
+    """V(t) = v_t + rho_t (td_t + gamma d_t V(t+1)) by a reverse scan in mantissa/exponent form."""
+    rho = _exp_scaled(jnp.where(real, log_ratios, jnp.zeros_like(log_ratios)))
+    td, vs, gd = _scaled(r - q), _scaled(v), _scaled(g * d)
 
-        def compose(later, earlier):
-            # earlier o later: c_e + a_e (c_l + a_l V).
-            c_l, a_l = later
-            c_e, a_e = earlier
-            return c_e + a_e * c_l, a_e * a_l
+    def step(v_next, x):
+        real_t, td_t, v_t, gd_t, rho_t = x
+        v_now = _add(v_t, _mul(rho_t, _add(td_t, _mul(gd_t, v_next))))
+        v_now = jax.tree_util.tree_map(lambda a, b: jnp.where(real_t, a, b), v_now, v_next)
+        return v_now, v_now
 
-        values, _ = jax.lax.associative_scan(compose, (c, a), reverse=True)
-        return values
-    raise ValueError(f"method: expected 'scan' or 'associative', found {method!r}")
+    _, values = jax.lax.scan(step, _scaled(jnp.zeros((), r.dtype)), (real, td, vs, gd, rho), reverse=True)
+    return _unscaled(values)
+
+
+def _affine(real, r, log_ratios, q, v, d, g) -> tuple:
+    """c_t = v_t + rho_t td_t, a_t = gamma d_t rho_t of V(t) = c_t + a_t V(t+1) (padding: 0, 1)."""
+    rho = jnp.exp(jnp.where(real, log_ratios, jnp.zeros_like(log_ratios)))
+    c = jnp.where(real, v + jnp.where(r == q, jnp.zeros_like(r), rho * (r - q)), jnp.zeros_like(r))
+    return c, jnp.where(real, g * d * rho, jnp.ones_like(r))
+
+
+def _plain_scan(*args) -> Array:
+    def step(v_next, ca):
+        v_t = ca[0] + ca[1] * v_next
+        return v_t, v_t
+
+    c, a = _affine(*args)
+    return jax.lax.scan(step, jnp.zeros((), c.dtype), (c, a), reverse=True)[1]
+
+
+def _plain_associative(*args) -> Array:
+    c, a = _affine(*args)
+
+    def compose(later, earlier):
+        # earlier o later: c_e + a_e (c_l + a_l V).
+        c_l, a_l = later
+        c_e, a_e = earlier
+        return c_e + a_e * c_l, a_e * a_l
+
+    values, _ = jax.lax.associative_scan(compose, (c, a), reverse=True)
+    return values
+
+
+_PLAIN = {"scan": _plain_scan, "associative": _plain_associative}
+
+
+def _unsafe(values: Array, log_ratios: Array, real: Array, gamma: Array) -> Array:
+    """True where plain floats may have over- or underflowed inside the recursion.
+
+    V(t) = sum_{k>=t} exp(S_{k-1} - S_{t-1}) c_k with S the cumulative sum of log(gamma rho_t):
+    a plain float can only overflow, or lose a significant term to underflow, where S rises by
+    more than B = half the log of the float range between two steps, or where one ratio exceeds
+    e^B; a non-finite value is also sent to the scaled path.
+    """
+    dtype = values.dtype
+    lr = jnp.where(real, jnp.maximum(log_ratios, -1e4), jnp.zeros_like(log_ratios))
+    log_g = jnp.log(jnp.maximum(jnp.asarray(gamma, dtype), jnp.asarray(1e-30, dtype)))
+    s = jnp.cumsum(lr + log_g, axis=-1)
+    s = jnp.concatenate([jnp.zeros_like(s[..., :1]), s], axis=-1)
+    rise = jnp.max(s - jax.lax.cummin(s, axis=s.ndim - 1), axis=-1)
+    bound = 0.5 * float(np.log(jnp.finfo(dtype).max))
+    return jnp.any(~jnp.isfinite(values)) | jnp.any(rise > bound) | jnp.any(lr > bound)
+
+
+# Values as m 2^e (float mantissa in [0.5, 1) or 0, int32 exponent): exact zeros, no over- or
+# underflow inside. Exponent bits are read and written directly (the mantissas stay normal numbers;
+# an alignment shift past the smallest normal exponent flushes that addend to 0, a change below
+# one unit in the last place of the larger addend).
+_LN2_HI, _LN2_LO = 0.693145751953125, 1.42860682030941723212e-06  # Cody-Waite split of ln 2
+
+
+def _bits(dtype):
+    info = jnp.finfo(dtype)
+    uint = jnp.uint64 if info.bits == 64 else jnp.uint32
+    return uint, int(info.nmant), int(info.maxexp) - 1  # (unsigned type, mantissa bits, bias)
+
+
+def _scaled(x: Array) -> tuple:
+    """frexp for normal numbers and 0: x = m 2^e, |m| in [0.5, 1)."""
+    uint, nmant, bias = _bits(x.dtype)
+    b = jax.lax.bitcast_convert_type(x, uint)
+    expo_mask = uint((2 * bias + 1) << nmant)
+    e = ((b & expo_mask) >> uint(nmant)).astype(jnp.int32) - (bias - 1)
+    m = jax.lax.bitcast_convert_type((b & ~expo_mask) | uint((bias - 1) << nmant), x.dtype)
+    zero = x == 0
+    return jnp.where(zero, jnp.zeros_like(x), m), jnp.where(zero, 0, e)
+
+
+def _pow2(k: Array, dtype) -> Array:
+    """2^k for int k <= the largest exponent; 0 below the smallest normal exponent."""
+    uint, nmant, bias = _bits(dtype)
+    kk = jnp.clip(k, 1 - bias, bias)
+    p = jax.lax.bitcast_convert_type((kk + bias).astype(uint) << uint(nmant), dtype)
+    return jnp.where(k < 1 - bias, jnp.zeros_like(p), p)
+
+
+def _exp_scaled(log_x: Array) -> tuple:
+    """e^{log_x} as m 2^e without forming e^{log_x}: 2^k e^{log_x - k ln 2}; 0 for -inf."""
+    zero = jnp.isneginf(log_x)
+    safe = jnp.where(zero, jnp.zeros_like(log_x), log_x)
+    k = jnp.round(safe / math.log(2.0))
+    f = jnp.exp((safe - k * _LN2_HI) - k * _LN2_LO)
+    m, e = _scaled(jnp.where(zero, jnp.zeros_like(f), f))
+    return m, jnp.where(m == 0, 0, e + k.astype(jnp.int32))
+
+
+def _mul(x: tuple, y: tuple) -> tuple:
+    m, e = _scaled(x[0] * y[0])
+    return m, jnp.where(m == 0, 0, e + x[1] + y[1])
+
+
+def _add(x: tuple, y: tuple) -> tuple:
+    (mx, ex), (my, ey) = x, y
+    e = jnp.where(mx == 0, ey, jnp.where(my == 0, ex, jnp.maximum(ex, ey)))
+    m, de = _scaled(mx * _pow2(jnp.minimum(ex - e, 0), mx.dtype) + my * _pow2(jnp.minimum(ey - e, 0), my.dtype))
+    return m, jnp.where(m == 0, 0, e + de)
+
+
+def _scaled_sum(*xs: tuple) -> Array:
+    """sum over the last axis (and over ``xs``) of m 2^e, as a float (+-inf beyond its range)."""
+    m = jnp.concatenate([x[0] for x in xs], axis=-1)
+    e = jnp.concatenate([x[1] for x in xs], axis=-1)
+    low = jnp.iinfo(jnp.int32).min
+    top = jnp.max(jnp.where(m == 0, low, e), axis=-1, keepdims=True)
+    top = jnp.where(top == low, 0, top)
+    total = jnp.sum(m * _pow2(e - top, m.dtype), axis=-1)
+    return _unscaled(_mul(_scaled(total), (jnp.ones_like(total) * 0.5, top[..., 0] + 1)))
+
+
+def _where(cond: Array, x: tuple, y: tuple) -> tuple:
+    return jnp.where(cond, x[0], y[0]), jnp.where(cond, x[1], y[1])
+
+
+def _unscaled(x: tuple) -> Array:
+    """m 2^e as a float: +-inf where it exceeds the float range, exact 0 for m = 0."""
+    m, e = x
+    return jnp.where(m == 0, jnp.zeros_like(m), jnp.ldexp(m, e))
+
 
 
 def doubly_robust_returns(
@@ -200,31 +340,47 @@ def doubly_robust_returns(
     """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {_METHODS}, found {method!r}")
+    rewards, log_ratios, mask, q_taken, v_hat = _arrays(rewards, log_ratios, mask, q_taken, v_hat)
     if method == "weights":
-        rewards = jnp.asarray(rewards)
         log_disc = log_discounts(gamma, rewards.shape[-1], rewards.dtype)[None, :]
 
         def rows(r, lr, m, q, v):
             real = m > 0
             log_w = cumulative_log_weights(lr, m)
             log_w_prev = jnp.concatenate([jnp.zeros_like(log_w[:, :1]), log_w[:, :-1]], axis=1)
-            # Zero factors contribute exactly 0 even where their weight overflows to inf.
-            td, zero = r - q, jnp.zeros_like(r)
-            terms = jnp.where(td == 0, zero, jnp.exp(log_w + log_disc) * td)
-            terms = terms + jnp.where(v == 0, zero, jnp.exp(log_w_prev + log_disc) * v)
-            return jnp.sum(jnp.where(real, terms, zero), axis=-1)
+            # Each term as m 2^e (zero factors give exact 0, no weight is formed as a float),
+            # then one sum per row at the row's largest exponent.
+            zero = jnp.zeros_like(r)
+            td = _mul(_exp_scaled(log_w + log_disc), _scaled(jnp.where(real, r - q, zero)))
+            vt = _mul(_exp_scaled(log_w_prev + log_disc), _scaled(jnp.where(real, v, zero)))
+            return _scaled_sum(td, vt)
 
     else:
-        core = lambda *x: doubly_robust_values(*x[:3], gamma, *x[3:], method=method)[0]
-        rows = jax.vmap(core)
+
+        def rows(r, lr, m, q, v):  # the plain/scaled choice once per block, outside the vmap
+            real = m > 0
+            d, g = jnp.ones_like(r), jnp.asarray(gamma, r.dtype)
+            q, v, r = (jnp.where(real, x, jnp.zeros_like(x)) for x in (q, v, r))
+            plain = jax.vmap(_PLAIN[method], (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)[:, 0]
+            scaled = lambda: jax.vmap(_scaled_scan, (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)[:, 0]
+            return jax.lax.cond(_unsafe(plain, lr, real, g), scaled, lambda: plain)
+
     return map_rows(rows, (rewards, log_ratios, mask, q_taken, v_hat), chunk_rows)
 
 
+def _arrays(rewards, log_ratios, mask, q_taken, v_hat):
+    """The dtype policy and the ``[N, T]`` shape check (named ``ValueError``)."""
+    arrays = ope_arrays(rewards, log_ratios, mask, q_taken, v_hat)
+    check_shapes(*zip(("rewards", "log_ratios"), arrays[:2]), *zip(("q_taken", "v_hat"), arrays[3:]), mask=arrays[2])
+    return arrays
+
+
 def _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate):
-    if validate and is_concrete(rewards, log_ratios, mask, gamma, q_taken, v_hat):
-        validate_ope_inputs(rewards, log_ratios, mask, gamma, q_taken, v_hat)
-    chex.assert_rank([rewards, log_ratios, mask, q_taken, v_hat], 2)
-    chex.assert_equal_shape([rewards, log_ratios, mask, q_taken, v_hat])
+    """Dtype policy, shapes and (when concrete) the host checks; returns the converted arrays."""
+    arrays = _arrays(rewards, log_ratios, mask, q_taken, v_hat)
+    if validate and is_concrete(arrays, gamma):
+        validate_ope_inputs(*arrays[:3], gamma, *arrays[3:])
+    return arrays
 
 
 def doubly_robust(
@@ -264,7 +420,7 @@ def doubly_robust(
     Returns:
       scalar estimate of J(pi).
     """
-    _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
+    rewards, log_ratios, mask, q_taken, v_hat = _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
     returns = doubly_robust_returns(rewards, log_ratios, mask, gamma, q_taken, v_hat, method=method, chunk_rows=chunk_rows)
     return jnp.mean(returns)
 
@@ -299,8 +455,7 @@ def weighted_doubly_robust_with_info(
     Returns:
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS of the final weights).
     """
-    _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
-    rewards = jnp.asarray(rewards)
+    rewards, log_ratios, mask, q_taken, v_hat = _check(rewards, log_ratios, mask, gamma, q_taken, v_hat, validate)
     disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
 
     def rows(r, lr, m, q, v):

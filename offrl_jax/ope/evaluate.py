@@ -24,9 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.core.model_terms import ModelTerms, model_terms
-from offrl_jax.core.validation import validate_log_probs, validate_ope_inputs
+from offrl_jax.core.validation import check_distribution_rows, is_concrete, validate_log_probs, validate_ope_inputs
 from offrl_jax.core.weights import log_importance_ratios
 from offrl_jax.data import Trajectories
+from offrl_jax.ope._common import check_prng_key, ope_arrays
 from offrl_jax.ope.bootstrap import bootstrap_interval
 from offrl_jax.ope.doubly_robust import doubly_robust_returns, weighted_doubly_robust_with_info
 from offrl_jax.ope.importance_sampling import (
@@ -79,6 +80,9 @@ class EvaluationRow:
       error: ``estimate - true_value`` when a true value was given, else None.
       zero_weight_sum: True if a self-normalised estimator met an all-zero normaliser (that term
         was set to 0).
+      overflow: True if the estimate is not finite: its true value exceeds the float range
+        (e.g. a product of importance ratios beyond e^88 in float32); the estimate is then
+        +-inf (never NaN) and the interval ``"n/a"``.
     """
 
     name: str
@@ -88,6 +92,7 @@ class EvaluationRow:
     interval: str
     error: Optional[float] = None
     zero_weight_sum: bool = False
+    overflow: bool = False
 
     @property
     def label(self) -> str:
@@ -139,9 +144,32 @@ class EvaluationTable:
         return "\n".join(lines + [foot])
 
 
+def _check_policy_table(target_policy, observations) -> None:
+    """An ``[O, A]`` policy must hold distributions and have a row for every observation."""
+    if target_policy is None or callable(target_policy) or not is_concrete(target_policy):
+        return
+    table = check_distribution_rows(target_policy, "target_policy")
+    if table.ndim != 2:
+        raise ValueError(f"target_policy: expected [O, A] probabilities or a callable, found shape {list(table.shape)}")
+    _check_index_range(observations, table.shape[0], "target_policy")
+
+
+def _check_index_range(observations, num_rows: int, name: str) -> None:
+    obs = np.asarray(observations)
+    if obs.dtype.kind not in "iu":
+        raise ValueError(f"{name}: a table needs integer observations, found dtype {obs.dtype}")
+    if obs.size and (obs.min() < 0 or obs.max() >= num_rows):
+        raise ValueError(
+            f"{name}: has {num_rows} rows but the observations range over [{obs.min()}, {obs.max()}]"
+        )
+
+
 def _target_probs(target_policy, observations) -> Array:
     if callable(target_policy):
-        return jnp.asarray(target_policy(observations))
+        probs = jnp.asarray(target_policy(observations))
+        if is_concrete(probs):
+            check_distribution_rows(probs, "target_policy")
+        return probs
     return jnp.asarray(target_policy)[jnp.asarray(observations)]
 
 
@@ -150,6 +178,10 @@ def _q_all(q_hat, observations, horizon: int) -> Array:
         return jnp.asarray(q_hat(observations))
     q = jnp.asarray(q_hat)
     obs = jnp.asarray(observations)
+    if q.ndim in (2, 3) and is_concrete(q, obs):
+        _check_index_range(obs, q.shape[-2], "q_hat")
+        if not np.all(np.isfinite(np.asarray(q, np.float64))):
+            raise ValueError("q_hat: expected finite values, found NaN or inf")
     if q.ndim == 2:
         return q[obs]
     if q.ndim == 3:  # time-indexed [H, O, A]
@@ -165,6 +197,7 @@ def _log_ratios(trajectories: Trajectories, target_policy) -> Array:
     mask = trajectories.mask
     if trajectories.behavior_log_probs is None:
         raise ValueError("trajectories: behavior_log_probs are required for importance sampling")
+    _check_policy_table(target_policy, trajectories.observations)
     target_lp = trajectories.target_log_probs
     if target_lp is None:
         if target_policy is None:
@@ -178,7 +211,7 @@ def _log_ratios(trajectories: Trajectories, target_policy) -> Array:
 
 def _model_inputs(trajectories: Trajectories, q_hat, target_policy) -> ModelTerms:
     """``(q_taken, v_hat)`` ``[N, T]`` from any accepted ``q_hat`` (zeros without a model)."""
-    rewards = trajectories.rewards
+    rewards = ope_arrays(trajectories.rewards, trajectories.rewards, trajectories.mask)[0]
     dtype = rewards.dtype
     if q_hat is None:
         return ModelTerms(jnp.zeros_like(rewards), jnp.zeros_like(rewards))
@@ -188,6 +221,7 @@ def _model_inputs(trajectories: Trajectories, q_hat, target_policy) -> ModelTerm
         return ModelTerms(jnp.where(real, q_taken, 0.0), jnp.where(real, v_hat, 0.0))
     if target_policy is None:
         raise ValueError("target_policy: needed to form V-hat(s) = sum_a pi(a|s) Q-hat(s, a) from q_hat")
+    _check_policy_table(target_policy, trajectories.observations)
     q_all = _q_all(q_hat, trajectories.observations, rewards.shape[1]).astype(dtype)
     probs = _target_probs(target_policy, trajectories.observations).astype(dtype)
     if q_all.shape != probs.shape or q_all.shape[:2] != rewards.shape:
@@ -272,7 +306,10 @@ def _row(name: str, raw: tuple, true_value: Optional[float]) -> EvaluationRow:
     else:
         how = "n/a" if name == "magic" else "bootstrap"
     err = None if true_value is None else float(est) - float(true_value)
-    return EvaluationRow(name, float(est), float(lo), float(hi), how, err, bool(flag))
+    overflow = not np.isfinite(est)
+    if overflow:
+        lo, hi, how = est, est, "n/a"
+    return EvaluationRow(name, float(est), float(lo), float(hi), how, err, bool(flag), overflow)
 
 
 def evaluate(
@@ -309,7 +346,8 @@ def evaluate(
       q_hat: the model: :class:`ModelTerms` (``q_taken``, ``v_hat`` ``[N, T]``), a tabular
         ``[O, A]`` array or a time-indexed ``[H, O, A]`` array (indexed by
         ``trajectories.observations``), or a callable ``observations [N, T, ...] -> [N, T, A]``.
-      key: PRNG key for the bootstrap and MAGIC (default ``jax.random.key(0)``, deterministic).
+      key: PRNG key for the bootstrap and MAGIC (default ``jax.random.key(0)``, deterministic);
+        anything else than a PRNG key is a ``ValueError``.
       confidence: two-sided interval level in (0, 1).
       true_value: optional exact J(pi); fills each row's ``error``.
       num_resamples: bootstrap resamples B for the self-normalised estimators.
@@ -318,15 +356,21 @@ def evaluate(
       :class:`EvaluationTable`.
 
     Raises:
-      ValueError: naming the argument, for bad data, gamma, confidence, unknown estimator names
-        or a model estimator requested without ``q_hat``.
+      ValueError: naming the argument, for bad data, gamma, confidence, unknown estimator names,
+        a model estimator requested without ``q_hat``, a ``target_policy`` whose rows are not
+        probability distributions (negative entries, rows not summing to 1) or that has no row
+        for some observation, a tabular ``q_hat`` with too few rows or NaN entries, or a ``key``
+        that is not a PRNG key. Numeric data follow :mod:`offrl_jax.core.dtypes` (integer
+        rewards give the float answer).
     """
     if not isinstance(trajectories, Trajectories):
         raise ValueError(f"trajectories: expected a Trajectories container, found {type(trajectories).__name__}")
     names = _check_options(estimators, q_hat, confidence, num_resamples)
+    if key is not None:
+        check_prng_key(key)
     log_ratios = _log_ratios(trajectories, target_policy)
     terms = _model_inputs(trajectories, q_hat, target_policy)
-    rewards, mask = trajectories.rewards, trajectories.mask
+    rewards, log_ratios, mask, *terms = ope_arrays(trajectories.rewards, log_ratios, trajectories.mask, *terms)
     validate_ope_inputs(rewards, log_ratios, mask, gamma, *terms)
     n, t = rewards.shape
     if n < 2:

@@ -23,8 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl_jax.core.dtypes import float_inputs
 from offrl_jax.core.validation import is_concrete
-from offrl_jax.ope._common import as_float, check_confidence, check_range, check_samples
+from offrl_jax.ope._common import check_confidence, check_prng_key, check_range, check_samples
 
 Array = Any
 
@@ -57,6 +58,7 @@ def hcope_split(key: Array, num_items: int, split: float = 0.05):
       ``(pre_indices [n_pre], post_indices [n - n_pre])`` int arrays.
     """
     n_pre = int(math.floor(split * num_items))
+    check_prng_key(key)
     perm = jax.random.permutation(key, num_items)
     return perm[:n_pre], perm[n_pre:]
 
@@ -142,10 +144,11 @@ def hcope_lower_bound(
     Returns:
       :class:`HCOPEResult` (``lower`` is the bound; ``estimate`` the IS estimate on all data).
     """
+    check_prng_key(key)
     check_confidence(confidence)
     check_samples(returns, "returns")
     check_range(returns, g_min, g_max, "returns", range_names="g_min, g_max")
-    lw = as_float(log_weights)
+    lw, returns = float_inputs([log_weights, returns], ["log_weights", "returns"])
     if is_concrete(log_weights):
         a = np.asarray(log_weights)
         if a.shape != np.shape(returns):
@@ -161,7 +164,7 @@ def hcope_lower_bound(
             f"split: expected a fraction in (0, 1) leaving >= 2 trajectories in each part; "
             f"n = {n}, split = {split} gives n_pre = {n_pre}"
         )
-    dtype = jnp.result_type(lw.dtype, as_float(returns).dtype)
+    dtype = lw.dtype
     g_lo, g_hi = jnp.asarray(g_min, dtype), jnp.asarray(g_max, dtype)
     r_norm = jnp.clip((jnp.asarray(returns, dtype) - g_lo) / (g_hi - g_lo), 0, 1)
     log_x = lw.astype(dtype) + jnp.where(r_norm > 0, jnp.log(jnp.where(r_norm > 0, r_norm, 1)), -jnp.inf)

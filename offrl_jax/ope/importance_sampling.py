@@ -38,6 +38,7 @@ from offrl_jax.core.weights import (
     normalized_weights,
     safe_ratio,
 )
+from offrl_jax.ope._common import check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 
 Array = Any
@@ -101,6 +102,7 @@ def trajectory_is_return(
     Returns:
       scalar w_{0:L-1} G.
     """
+    rewards, log_ratios, mask = ope_arrays(rewards, log_ratios, mask)
     chex.assert_rank([rewards, log_ratios, mask], 1)
     chex.assert_equal_shape([rewards, log_ratios, mask])
     r = _masked(rewards, mask)
@@ -138,6 +140,7 @@ def per_decision_is_return(
     Returns:
       scalar sum_t gamma^t w_{0:t} r_t.
     """
+    rewards, log_ratios, mask = ope_arrays(rewards, log_ratios, mask)
     chex.assert_rank([rewards, log_ratios, mask], 1)
     chex.assert_equal_shape([rewards, log_ratios, mask])
     r = _masked(rewards, mask)
@@ -174,6 +177,7 @@ def trajectory_is_returns(
     t-intervals and the bootstrap. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are processed
     in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
+    rewards, log_ratios, mask = _arrays(rewards, log_ratios, mask)
     f = lambda r, lr, m: trajectory_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
@@ -193,6 +197,7 @@ def per_decision_is_returns(
     Their mean is :func:`per_decision_is`. Shapes: ``[N, T]`` inputs, ``[N]`` output. Rows are
     processed in blocks of ``chunk_rows`` (see :func:`~offrl_jax.core.blocking.map_rows`).
     """
+    rewards, log_ratios, mask = _arrays(rewards, log_ratios, mask)
     f = lambda r, lr, m: per_decision_is_return(r, lr, m, gamma, max_log_ratio=max_log_ratio, max_log_weight=max_log_weight)
     return map_rows(jax.vmap(f), (rewards, log_ratios, mask), chunk_rows)
 
@@ -200,11 +205,19 @@ def per_decision_is_returns(
 # ----------------------------------------------------------------------------------------------
 # Dataset-level estimators ([N, T] arrays).
 # ----------------------------------------------------------------------------------------------
+def _arrays(rewards, log_ratios, mask):
+    """The dtype policy and the ``[N, T]`` shape check (named ``ValueError``)."""
+    rewards, log_ratios, mask = ope_arrays(rewards, log_ratios, mask)
+    check_shapes(("rewards", rewards), ("log_ratios", log_ratios), mask=mask)
+    return rewards, log_ratios, mask
+
+
 def _check(rewards, log_ratios, mask, gamma, validate):
+    """Dtype policy, shapes and (when concrete) the host checks; returns the converted arrays."""
+    rewards, log_ratios, mask = _arrays(rewards, log_ratios, mask)
     if validate and is_concrete(rewards, log_ratios, mask, gamma):
         validate_ope_inputs(rewards, log_ratios, mask, gamma)
-    chex.assert_rank([rewards, log_ratios, mask], 2)
-    chex.assert_equal_shape([rewards, log_ratios, mask])
+    return rewards, log_ratios, mask
 
 
 def trajectory_is(
@@ -241,7 +254,7 @@ def trajectory_is(
     Raises:
       ValueError: naming the argument, on bad input (see ``validate_ope_inputs``).
     """
-    _check(rewards, log_ratios, mask, gamma, validate)
+    rewards, log_ratios, mask = _check(rewards, log_ratios, mask, gamma, validate)
     options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
         trajectory_is_returns(rewards, log_ratios, mask, gamma, **options)
@@ -278,7 +291,7 @@ def per_decision_is(
     Returns:
       scalar estimate of J(pi).
     """
-    _check(rewards, log_ratios, mask, gamma, validate)
+    rewards, log_ratios, mask = _check(rewards, log_ratios, mask, gamma, validate)
     options = dict(max_log_ratio=max_log_ratio, max_log_weight=max_log_weight, chunk_rows=chunk_rows)
     return jnp.mean(
         per_decision_is_returns(rewards, log_ratios, mask, gamma, **options)
@@ -309,8 +322,7 @@ def weighted_is_with_info(
     Returns:
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS).
     """
-    _check(rewards, log_ratios, mask, gamma, validate)
-    rewards = jnp.asarray(rewards)
+    rewards, log_ratios, mask = _check(rewards, log_ratios, mask, gamma, validate)
     disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
 
     def rows(r, lr, m):
@@ -385,8 +397,7 @@ def weighted_per_decision_is_with_info(
     Returns:
       :class:`WeightedEstimate` (scalar estimate, bool flag, scalar ESS of the final weights).
     """
-    _check(rewards, log_ratios, mask, gamma, validate)
-    rewards = jnp.asarray(rewards)
+    rewards, log_ratios, mask = _check(rewards, log_ratios, mask, gamma, validate)
     disc = jnp.exp(log_discounts(gamma, rewards.shape[-1], rewards.dtype))
 
     def rows(r, lr, m):

@@ -78,7 +78,7 @@ def student_t_quantile(p: Array, df: int) -> Array:
     Returns:
       t with P(T <= t) = p, same shape and dtype as ``p``.
     """
-    p = as_float(p)
+    p = as_float(p, "p")
     dtype = p.dtype
     if df >= 30:
         z = ndtri(p)

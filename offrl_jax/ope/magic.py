@@ -4,8 +4,9 @@ MAGIC blends the off-policy j-step returns g^(j) (weighted importance sampling f
 j + 1 steps, the model's V-hat afterwards) with weights on the probability simplex that minimise
 an estimate of the mean squared error: the covariance of the g^(j) plus a bias term measured as
 the distance of each g^(j) from a bootstrap confidence interval of weighted doubly robust (WDR).
-j = -1 is the model alone (the direct method), j >= L - 1 is WDR, so MAGIC tracks whichever is
-better. See "Data-Efficient Off-Policy Policy Evaluation for Reinforcement Learning", Thomas &
+j = -1 is the model alone (the direct method), j >= L - 1 is WDR. MAGIC is meant to track the
+better of the two, but it does not do so reliably: its bias proxy understates biases of about one
+half-width of the WDR interval (see :func:`magic` and ``benchmarks/magic_delta.py``). See "Data-Efficient Off-Policy Policy Evaluation for Reinforcement Learning", Thomas &
 Brunskill 2016 (ICML), and the reference implementation that accompanies it.
 
 Array conventions (``offrl_jax.ope``): padded ``[N, T]`` ``rewards``, ``log_ratios`` (log pi -
@@ -26,8 +27,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from offrl_jax.core.dtypes import as_float
 from offrl_jax.core.validation import is_concrete, validate_ope_inputs
 from offrl_jax.core.weights import cumulative_log_weights, normalized_weights
+from offrl_jax.ope._common import check_prng_key, check_shapes, ope_arrays
 from offrl_jax.ope._common import masked as _masked
 from offrl_jax.ope.bootstrap import bootstrap_indices
 
@@ -128,6 +131,18 @@ def _validate_j_steps(j_steps: Sequence[int], model_value: Any) -> tuple:
     return js
 
 
+def _arrays(rewards, log_ratios, mask, q_taken, v_hat) -> tuple:
+    """Dtype policy (:mod:`offrl_jax.core.dtypes`) and the ``[N, T]`` shape check."""
+    arrays = ope_arrays(rewards, log_ratios, mask, q_taken, v_hat)
+    if arrays[0].ndim != 2:
+        raise ValueError(
+            f"rewards: expected [N, T] padded trajectories (N >= 2), found shape {list(arrays[0].shape)}; "
+            "for one trajectory add a leading axis"
+        )
+    check_shapes(*zip(("rewards", "log_ratios"), arrays[:2]), *zip(("q_taken", "v_hat"), arrays[3:]), mask=arrays[2])
+    return arrays
+
+
 def _step_terms(rewards, log_ratios, mask, gamma, q_taken, v_hat):
     """Log weights ``[N, T]``, TD-type errors e_t = r_t + gamma V-hat_{t+1} - Q-hat_t, discounts."""
     dtype = jnp.result_type(rewards, float)
@@ -184,6 +199,7 @@ def j_step_returns(
     Returns:
       :class:`JStepReturns` (``returns`` ``[K]``, ``per_trajectory`` ``[N, K]``).
     """
+    rewards, log_ratios, mask, q_taken, v_hat = _arrays(rewards, log_ratios, mask, q_taken, v_hat)
     if j_steps is None:
         j_steps = default_j_steps(rewards.shape[1], model_value is not None)
     js = _validate_j_steps(j_steps, model_value)
@@ -234,9 +250,9 @@ def simplex_qp(
     Returns:
       :class:`SimplexQPResult`; ``x`` is on the simplex by construction.
     """
-    m = jnp.asarray(matrix)
-    if not jnp.issubdtype(m.dtype, jnp.floating):
-        m = m.astype(jnp.result_type(float))
+    m = as_float(matrix, "matrix")
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] == 0:
+        raise ValueError(f"matrix: expected a square [K, K] matrix with K >= 1, found shape {list(m.shape)}")
     k = m.shape[-1]
     dtype = m.dtype
     m = 0.5 * (m + m.T)
@@ -337,14 +353,25 @@ def magic(
     3. x* = argmin_{x in simplex} x^T (Omega + b b^T + eps I) x (:func:`simplex_qp`).
     4. J_MAGIC = x*^T g_J.
 
-    Biased and consistent; it tracks the better of WDR and the direct method (ModelFail: the
-    model is wrong and the weight moves to large j; ModelWin: the model is right and it moves to
-    small j). See "Data-Efficient Off-Policy Policy Evaluation for Reinforcement Learning",
-    Thomas & Brunskill 2016.
+    Biased and consistent. It is designed to move its weight to small j when the model is right
+    (ModelWin) and to large j when it is wrong (ModelFail), but it does **not** reliably track the
+    better of WDR and the direct method. Its bias proxy b(j), the distance of g^(j) from WDR's
+    bootstrap interval, is 0 for every g^(j) inside that interval, so a model bias of up to about
+    one half-width of the interval is invisible to it: with a model whose dynamics are badly
+    wrong, MAGIC at the default ``delta`` keeps weight on the biased short-horizon returns and its
+    RMSE was 1.4-1.9x WDR's, growing with N (the interval shrinks as 1/sqrt(N) but the bias
+    does not, so more of it hides inside). A smaller ``delta`` widens the interval and hides
+    more bias; a larger one shrinks it, at the price of noise in b(j). ``benchmarks/magic_delta.py``
+    shows the trade-off (RMSE of MAGIC at several ``delta`` against WDR and DM, for a good and a
+    badly wrong model, over N). This is the method as the paper specifies it. See
+    "Data-Efficient Off-Policy Policy Evaluation for Reinforcement Learning", Thomas & Brunskill
+    2016.
 
     Args:
-      key: PRNG key for the bootstrap.
-      rewards, log_ratios, mask, q_taken, v_hat: ``[N, T]`` (module docstring), N >= 2.
+      key: PRNG key for the bootstrap (``jax.random.key`` or ``jax.random.PRNGKey``).
+      rewards, log_ratios, mask, q_taken, v_hat: ``[N, T]`` (module docstring), N >= 2; a ``[T]``
+        trajectory is refused (``ValueError``: add a leading axis). Numeric inputs follow
+        :mod:`offrl_jax.core.dtypes` (integers and lists as floats, float16 in float32).
       gamma: discount in [0, 1].
       j_steps: static ints >= -2 (default {-1, 0, ..., T - 1}, plus -2 if ``model_value``).
       model_value: optional scalar model estimate of J for j = -2.
@@ -362,6 +389,8 @@ def magic(
     Returns:
       :class:`MagicResult`.
     """
+    check_prng_key(key)
+    rewards, log_ratios, mask, q_taken, v_hat = _arrays(rewards, log_ratios, mask, q_taken, v_hat)
     if is_concrete(delta, eps):
         if not 0.0 < float(delta) < 1.0:
             raise ValueError(f"delta: expected a value in (0, 1), found {delta}")
