@@ -68,7 +68,9 @@ class TabularRatios(NamedTuple):
       supported: ``[S, A]`` bool, n(s, a) > 0.
       unsupported: ``[S, A]`` bool, pairs the target reaches in the empirical model but with no
         logged transition (the ill-posed pairs; their ratio is undefined).
-      unsupported_mass: scalar, target occupancy mass that falls on unsupported pairs.
+      unsupported_mass: scalar, target occupancy mass that falls on unsupported pairs. Mass
+        balance in the empirical model: unsupported_mass = (1 - gamma) + gamma E_D[discount w]
+        - E_D[w], i.e. (1 - gamma)(1 - data_mass) without terminal transitions (ridge = 0).
       data_mass: scalar E_D[w_hat] = sum n w_hat / M; 1 when no mass leaks (no terminal
         transitions, no unsupported pairs).
       finite: scalar bool, every weight is finite (the linear solve succeeded).
@@ -153,10 +155,11 @@ def _finish(w, counts: FlowCounts, gamma) -> TabularRatios:
     ns, na = counts.data.shape
     supported = counts.data > 0
     w = jnp.where(supported, w, 0.0)
-    # Target mass arriving at each pair: (1 - gamma) dbar0 + gamma Pbar^T (d_hat w).
-    inflow = (1.0 - gamma) * counts.initial + gamma * jnp.einsum(
-        "saxy,sa->xy", counts.flow, counts.data * w
-    )
+    # Target mass arriving at each pair of the empirical model: (1 - gamma) dbar0(s', a') +
+    # gamma sum_{s,a} P_hat(s'|s,a) pi(a'|s') d_hat^pi(s, a), with d_hat^pi = d_hat^D w and
+    # P_hat = trans / n, i.e. gamma sum_{s,a} (Pbar / M)[s, a, s', a'] w(s, a) (``flow`` already
+    # carries the 1/M and the data frequency of each source pair).
+    inflow = (1.0 - gamma) * counts.initial + gamma * jnp.einsum("saxy,sa->xy", counts.flow, w)
     unsupported = (~supported) & (inflow > 0)
     lost = jnp.sum(jnp.where(unsupported, inflow, 0.0))
     data_mass = jnp.sum(counts.data * w)
