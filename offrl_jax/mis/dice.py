@@ -45,6 +45,7 @@ from flax import struct
 
 from offrl_jax.core.learner import Learner, config_field, train_from_learner
 from offrl_jax.core.validation import check_choice, check_positive_float, check_positive_int, check_probability
+from offrl_jax.data import CheckedTrain
 from offrl_jax.mis.dice_data import DiceData
 from offrl_jax.mis.estimators import mis_estimate
 
@@ -64,6 +65,7 @@ __all__ = [
     "dice_estimate",
     "make_learner",
     "make_train",
+    "validate_data",
 ]
 
 METHODS = ("dualdice", "gendice", "gradientdice")
@@ -389,12 +391,33 @@ def make_learner(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Modul
     return Learner(init, run, config.num_steps)
 
 
+def validate_data(config: DiceConfig, data: DiceData) -> None:
+    """Host checks of a DICE dataset before training (what ``make_train``'s ``train`` runs).
+
+    Re-runs :meth:`DiceData.create`'s checks, so a container built by the raw constructor is
+    checked too.
+
+    Raises:
+      ValueError: naming the field, for a config that is not a :class:`DiceConfig`, data that
+        are not :class:`DiceData`, NaN or inf in any field, discounts outside [0, 1],
+        probability rows off the simplex, or actions outside ``[0, A)``.
+    """
+    if not isinstance(config, DiceConfig):
+        raise ValueError(f"config: expected a DiceConfig, found {type(config).__name__}")
+    if not isinstance(data, DiceData):
+        raise ValueError(f"data: expected a DiceData (see DiceData.create), found {type(data).__name__}")
+    data.validate()
+
+
 def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module) -> Callable:
     """A whole DICE run: ``train(key, data: DiceData) -> TrainResult(DiceState, DiceMetrics)``.
 
     ``config.num_steps`` steps of :func:`make_learner`'s ``run``; metrics are stacked
-    ``[num_steps]``. ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)`` trains many
-    seeds in one program (PureJaxRL's pattern; see :func:`offrl_jax.core.make_train_seeds`).
+    ``[num_steps]``. ``train`` is a :class:`~offrl_jax.data.CheckedTrain`: ``train(key, data)``
+    runs :func:`validate_data` on concrete data, then one cached jitted program;
+    ``train.seeds(g)(keys, data)`` trains many seeds in one program, validated the same way.
+    Inside a caller's own ``jax.jit``, e.g. ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys,
+    data)`` (PureJaxRL's pattern), only shapes are checked: call ``validate_data`` first.
 
     Args:
       config: :class:`DiceConfig`.
@@ -404,7 +427,8 @@ def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module)
     Returns:
       ``train(key, data)``.
     """
-    return train_from_learner(make_learner(config, weight_net, critic_net))
+    train = train_from_learner(make_learner(config, weight_net, critic_net))
+    return CheckedTrain(train, partial(validate_data, config))
 
 
 class DiceEstimate(NamedTuple):
