@@ -391,22 +391,44 @@ def make_learner(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Modul
     return Learner(init, run, config.num_steps)
 
 
-def validate_data(config: DiceConfig, data: DiceData) -> None:
+def validate_data(
+    config: DiceConfig, data: DiceData, weight_net: Optional[nn.Module] = None, critic_net: Optional[nn.Module] = None
+) -> None:
     """Host checks of a DICE dataset before training (what ``make_train``'s ``train`` runs).
 
     Re-runs :meth:`DiceData.create`'s checks, so a container built by the raw constructor is
-    checked too.
+    checked too; with the networks given, a :class:`DiceNetwork` on integer observations also
+    checks every observation index and its number of actions against the data.
 
     Raises:
       ValueError: naming the field, for a config that is not a :class:`DiceConfig`, data that
         are not :class:`DiceData`, NaN or inf in any field, discounts outside [0, 1],
-        probability rows off the simplex, or actions outside ``[0, A)``.
+        probability rows off the simplex, actions outside ``[0, A)``, or observations outside
+        ``[0, num_observations)`` of a one-hot :class:`DiceNetwork`.
     """
     if not isinstance(config, DiceConfig):
         raise ValueError(f"config: expected a DiceConfig, found {type(config).__name__}")
     if not isinstance(data, DiceData):
         raise ValueError(f"data: expected a DiceData (see DiceData.create), found {type(data).__name__}")
     data.validate()
+    na = np.shape(data.next_target_probs)[-1]
+    for net_name, net in (("weight_net", weight_net), ("critic_net", critic_net)):
+        if not isinstance(net, DiceNetwork):
+            continue
+        if net.num_actions != na:
+            raise ValueError(f"{net_name}: num_actions = {net.num_actions}, but the data's target probabilities have A = {na}")
+        size = net.num_observations
+        if size is None:
+            continue
+        for f in ("observations", "next_observations", "initial_observations"):
+            o = np.asarray(getattr(data, f))
+            if o.dtype.kind not in "biu" and not np.all(o == np.round(o)):
+                raise ValueError(f"data.{f}: {net_name} one-hot encodes integer observations, found {o.dtype} values")
+            if o.min() < 0 or o.max() >= size:
+                raise ValueError(
+                    f"data.{f}: expected indices in [0, {size}) ({net_name}.num_observations), "
+                    f"found range [{o.min()}, {o.max()}]"
+                )
 
 
 def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module) -> Callable:
@@ -428,7 +450,7 @@ def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module)
       ``train(key, data)``.
     """
     train = train_from_learner(make_learner(config, weight_net, critic_net))
-    return CheckedTrain(train, partial(validate_data, config))
+    return CheckedTrain(train, lambda data: validate_data(config, data, weight_net, critic_net))
 
 
 class DiceEstimate(NamedTuple):
