@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -289,8 +290,11 @@ def tabular_average_ratios(
 
 
 # ----------------------------------------------------------------------------------------------
-# Container entry point (host-validated).
+# Container entry point (host-validated, then one jitted solve per shape).
 # ----------------------------------------------------------------------------------------------
+_ratios_jit = jax.jit(tabular_ratios)
+_average_ratios_jit = jax.jit(tabular_average_ratios, static_argnames=("ridge",))
+
 class TabularMISResult(NamedTuple):
     """Tabular MIS estimate and its ratios.
 
@@ -424,10 +428,10 @@ def tabular_mis(
     if initial_states is not None:
         initial_states = _index_array(initial_states, init_mask)
     if gamma is None:
-        ratios = tabular_average_ratios(s, actions, s2, data.discounts, mask, pi, ridge=ridge)
+        ratios = _average_ratios_jit(s, actions, s2, data.discounts, mask, pi, ridge=float(ridge))
         scale = 1.0
     else:
-        ratios = tabular_ratios(
+        ratios = _ratios_jit(
             s, actions, s2, data.discounts, mask, initial_states, pi, gamma, initial_mask=init_mask, ridge=ridge
         )
         scale = 1.0 / (1.0 - gamma)

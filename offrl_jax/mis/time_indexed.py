@@ -131,6 +131,9 @@ def tabular_time_ratios(
     return TimeIndexedRatios(w_logged.T, table, marg, lost)
 
 
+_time_ratios_jit = jax.jit(tabular_time_ratios, static_argnames=("pooled",))
+
+
 class TimeIndexedMISResult(NamedTuple):
     """Finite-horizon tabular MIS estimate and its ratios.
 
@@ -186,5 +189,5 @@ def tabular_time_mis(
     check_finite(rewards, "trajectories.rewards")
     pi = jnp.asarray(np.asarray(target_policy), rewards.dtype)
     s, s2, actions = (_index_array(x, mask) for x in (s, s2, trajectories.actions))
-    ratios = tabular_time_ratios(s, actions, s2, trajectories.discounts, mask, pi, pooled=pooled)
+    ratios = _time_ratios_jit(s, actions, s2, trajectories.discounts, mask, pi, pooled=bool(pooled))
     return TimeIndexedMISResult(mis_finite_horizon(ratios.weights, rewards, mask, gamma), ratios)
