@@ -17,7 +17,7 @@ CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_heal
 
 
 def _arr(lo, hi):
-    return st.lists(st.floats(lo, hi), min_size=N * T, max_size=N * T).map(lambda x: np.array(x).reshape(N, T))
+    return st.lists(st.floats(lo, hi, allow_subnormal=False), min_size=N * T, max_size=N * T).map(lambda x: np.array(x).reshape(N, T))
 
 
 _lengths = st.lists(st.integers(1, T), min_size=N, max_size=N).map(
