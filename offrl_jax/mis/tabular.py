@@ -394,7 +394,10 @@ def tabular_mis(
       data: :class:`~offrl_jax.data.Trajectories` (padded steps excluded through ``mask``; the
         initial states are each trajectory's first state) or
         :class:`~offrl_jax.data.Transitions` (then ``initial_states`` is required when
-        discounted).
+        discounted). Observations (states) and actions are table indices: integers, or floats
+        with integral values (converted); anything else, or an index outside the policy table,
+        raises ``ValueError`` naming the field. Rewards follow the dtype policy of
+        :mod:`offrl_jax.core.dtypes`.
       target_policy: ``[S, A]`` pi(a|s) over the indices used (observations, or true states
         with ``use_states=True``).
       gamma: discount in [0, 1), or ``None`` for the average-reward limit.

@@ -110,3 +110,17 @@ def test_dtype_matrix(name):
         out = jnp.asarray(_ENVS_FUNCTIONS[name](kind))
         assert jnp.issubdtype(out.dtype, jnp.floating) and out.dtype != jnp.float16, kind
         np.testing.assert_allclose(out, ref, rtol=1e-5, err_msg=kind)
+
+
+@pytest.mark.parametrize("field,value", [("actions", 2), ("observations", -1), ("next_observations", 3),
+                                         ("observations", 0.5)])
+def test_estimate_mdp_refuses_bad_indices(field, value):
+    from offrl_jax.data import Trajectories
+    from offrl_jax.envs import estimate_mdp
+
+    f = dict(observations=np.array([[0.0, 1.0]]), actions=np.array([[0.0, 1.0]]), next_observations=np.array([[1.0, 0.0]]))
+    f[field] = f[field].copy()
+    f[field][0, 1] = value
+    traj = Trajectories.create(**f, rewards=np.ones((1, 2)), discounts=np.ones((1, 2)), mask=np.ones((1, 2)))
+    with pytest.raises(ValueError, match=f"trajectories.{field}"):
+        estimate_mdp(traj, S, A, 0.9)
