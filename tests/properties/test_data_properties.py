@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from offrl_jax import data as D
 
 N, T = 3, 4
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _arr(lo, hi):

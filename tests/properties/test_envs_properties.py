@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from offrl_jax.envs import TabularMDP, exact_ratios, occupancy, policy_value, q_values, rollout
 
 S, A = 3, 2
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _simplex(rows, cols):

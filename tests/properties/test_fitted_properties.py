@@ -13,7 +13,7 @@ from offrl_jax import fitted
 from offrl_jax.data import Transitions
 
 B, A, O = 5, 3, 4
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _vec(lo, hi, n=B):

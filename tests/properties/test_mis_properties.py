@@ -24,7 +24,7 @@ from offrl_jax.mis import (
 )
 
 S, A, M, N0, GAMMA = 3, 2, 10, 3, 0.8
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 _ratios = jax.jit(tabular_ratios)
 

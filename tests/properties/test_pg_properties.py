@@ -13,7 +13,7 @@ from offrl_jax import pg, policies
 from offrl_jax.data import Trajectories
 
 N, T, GAMMA = 3, 4, 0.9
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 
 
 def _arr(lo, hi):
