@@ -27,10 +27,11 @@ from flax import struct
 from flax.training import train_state
 
 from offrl_jax.core import Learner, train_from_learner
-from offrl_jax.data import CheckedTrain, Transitions
+from offrl_jax.data import Transitions
 from offrl_jax.fitted.config import FittedQConfig, Policy, _check_target_policy, validate_data
 from offrl_jax.fitted.networks import q_network
 from offrl_jax.fitted.targets import policy_probs, regression_loss, td_targets
+from offrl_jax.data import CheckedTrain  # the validated train(key, data) of make_train
 
 Array = Any
 
