@@ -28,8 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.dtypes import float_inputs, input_dtype
 from offrl_jax.core.files import atomic_write
-from offrl_jax.core.validation import as_host, check_finite, check_leading, check_log_probs, check_mask
+from offrl_jax.core.learner import make_train_seeds
+from offrl_jax.core.validation import as_host, check_finite, check_leading, check_log_probs, check_mask, is_concrete
 
 
 Array = Any
@@ -42,6 +44,7 @@ __all__ = [
     "to_transitions",
     "save_npz",
     "load_npz",
+    "CheckedTrain",
 ]
 
 _OPTIONAL = ("behavior_log_probs", "target_log_probs", "states", "next_states")
@@ -121,6 +124,7 @@ class Trajectories:
         unknown = set(fields) - set(required) - set(_OPTIONAL)
         if unknown:
             raise ValueError(f"unknown Trajectories fields {sorted(unknown)}")
+        fields = _dtype_policy(fields)
         mask = check_mask(fields["mask"])
         nt = mask.shape
         out = {"mask": jnp.asarray(mask)}
@@ -200,6 +204,10 @@ class Transitions:
         for f in required:
             if fields.get(f) is None:
                 raise ValueError(f"{f}: required field is missing")
+        unknown = set(fields) - set(required) - set(_OPTIONAL)
+        if unknown:
+            raise ValueError(f"unknown Transitions fields {sorted(unknown)}")
+        fields = _dtype_policy(fields)
         rewards = check_finite(fields["rewards"], "rewards")
         if rewards.ndim != 1:
             raise ValueError(f"rewards: expected shape [M], found {list(rewards.shape)}")
@@ -242,6 +250,26 @@ class Transitions:
                 check_leading(s, f, m, "[M] as rewards")
                 out[f] = jnp.asarray(s)
         return cls(**out)
+
+
+_FLOAT_FIELDS = ("rewards", "discounts", "behavior_log_probs", "target_log_probs")
+
+
+def _dtype_policy(fields: dict) -> dict:
+    """The package's dtype policy (:mod:`offrl_jax.core.dtypes`) for container fields: every
+    field real numeric (``ValueError`` naming it otherwise); rewards, discounts and
+    log-probabilities (and so the mask) in one float dtype (integers, bools and lists
+    converted, half precision computed in float32); observations and actions keep their dtype
+    (indices stay integral)."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    for k, v in fields.items():
+        if isinstance(v, jax.core.Tracer):
+            as_host(v, k)  # ValueError: containers are validated before tracing
+        input_dtype(v, k)
+    names = [f for f in _FLOAT_FIELDS if f in fields]
+    converted = float_inputs([fields[f] for f in names], names)
+    fields.update({f: np.asarray(x) for f, x in zip(names, converted)})
+    return fields
 
 
 def _fields(x) -> dict:
@@ -497,3 +525,56 @@ def load_npz(path: str | os.PathLike) -> Trajectories | Transitions:
     if cls is None:
         raise ValueError(f"{path}: unknown container kind {kind!r}")
     return cls.create(**fields)
+
+
+# ----------------------------------------------------------------------------------------------
+# Training entry points that check their data.
+# ----------------------------------------------------------------------------------------------
+class CheckedTrain:
+    """``train(key, data)`` of a learner that validates concrete data on the host, then runs
+    one cached jitted program: what every family's ``make_train`` returns.
+
+    * ``train(key, data)``: ``validate(data)`` (``ValueError`` naming the field, before any
+      tracing), then the jitted whole run (compiled once per data shape). The same data object
+      is checked once (JAX arrays are immutable).
+    * ``train.seeds(seeds_per_group)(keys, data)``: many seeds in one jitted program
+      (:func:`offrl_jax.core.make_train_seeds`), the data validated the same way.
+    * Under a caller's own ``jax.jit`` / ``jax.vmap`` the data are traced and cannot be checked
+      there (only shapes are): call ``train.validate(data)`` first. The pure, unjitted run is
+      ``train.unchecked``.
+
+    Args:
+      train: the pure ``train(key, data) -> TrainResult``.
+      validate: ``validate(data) -> None`` raising ``ValueError`` on bad data.
+    """
+
+    def __init__(self, train, validate):
+        self.unchecked = train
+        self.validate = validate
+        self._program = jax.jit(train)
+        self._checked: tuple = ()
+        self.__name__ = getattr(train, "__name__", "train")
+        self.__doc__ = getattr(train, "__doc__", None) or CheckedTrain.__doc__
+
+    def _check(self, data: Any) -> None:
+        if not is_concrete(data):
+            return
+        leaves = tuple(jax.tree_util.tree_leaves(data))
+        if len(leaves) == len(self._checked) and all(a is b for a, b in zip(leaves, self._checked)):
+            return
+        self.validate(data)
+        self._checked = leaves
+
+    def __call__(self, key: Array, data: Any):
+        self._check(data)
+        return self._program(key, data)
+
+    def seeds(self, seeds_per_group: Optional[int] = None):
+        """``train_seeds(keys [S], data)``: one jitted program over the seeds, data validated."""
+        program = jax.jit(make_train_seeds(self.unchecked, seeds_per_group))
+
+        def train_seeds(keys: Array, data: Any):
+            self._check(data)
+            return program(keys, data)
+
+        return train_seeds

@@ -89,12 +89,18 @@ def log_prob(policy: Array, obs: Array, actions: Array) -> Array:
 # Differentiable parametric policies (see the module docstring).
 # ----------------------------------------------------------------------------------------------
 class PolicyFns(NamedTuple):
-    """Pure functions of a categorical policy (see the module docstring)."""
+    """Pure functions of a categorical policy (see the module docstring).
+
+    ``num_observations`` (integer observations in [0, O)) and ``num_actions`` (A) are the sizes
+    the policy indexes, when known: learners check logged data against them on the host.
+    """
 
     init: Callable[[Array], Any]
     logits: Callable[[Any, Array], Array]
     log_prob: Callable[[Any, Array, Array], Array]
     probs: Callable[[Any, Array], Array]
+    num_observations: Optional[int] = None
+    num_actions: Optional[int] = None
 
 
 def categorical_log_prob(logits: Array, actions: Array) -> Array:
@@ -165,7 +171,7 @@ def tabular_softmax(
     def probs(params: Array, observations: Array) -> Array:
         return jax.nn.softmax(logits(params, observations), axis=-1)
 
-    return PolicyFns(init, logits, log_prob, probs)
+    return PolicyFns(init, logits, log_prob, probs, num_observations, num_actions)
 
 
 class CategoricalMLP(nn.Module):
@@ -238,4 +244,4 @@ def mlp_categorical(
     def probs(params: Any, observations: Array) -> Array:
         return jax.nn.softmax(logits(params, observations), axis=-1)
 
-    return PolicyFns(init, logits, log_prob, probs)
+    return PolicyFns(init, logits, log_prob, probs, num_observations, num_actions)

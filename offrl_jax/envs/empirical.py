@@ -5,14 +5,25 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import jax.numpy as jnp
+import numpy as np
 
 from offrl_jax.core import ModelTerms, model_terms
+from offrl_jax.core.dtypes import as_float
+from offrl_jax.core.validation import is_concrete
 from offrl_jax.data import Trajectories
 from offrl_jax.envs.tabular import TabularMDP, q_values
 
 Array = Any
 
 __all__ = ["estimate_mdp", "model_q_hat"]
+
+
+def _check_indices(a: np.ndarray, name: str, size: int) -> None:
+    """Host check of table indices on real steps: integers (or integral floats) in [0, size)."""
+    if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
+        raise ValueError(f"{name}: expected integer indices, found dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= size):
+        raise ValueError(f"{name}: expected indices in [0, {size}), found range [{a.min()}, {a.max()}]")
 
 
 def estimate_mdp(
@@ -42,19 +53,31 @@ def estimate_mdp(
 
     Returns:
       A :class:`TabularMDP` with ``num_states + 1`` states (the last is the terminal state).
+
+    Raises:
+      ValueError: naming the field, called eagerly, for observations (states) or actions on
+        real steps outside ``[0, num_states)`` / ``[0, num_actions)`` or not integral.
     """
     s = trajectories.states if use_true_states else trajectories.observations
     s2 = trajectories.next_states if use_true_states else trajectories.next_observations
-    m = trajectories.mask.astype(trajectories.rewards.dtype)
-    dtype = trajectories.rewards.dtype
+    rewards = as_float(trajectories.rewards, "trajectories.rewards")
+    if is_concrete(s, s2, trajectories.actions, trajectories.mask):
+        names = ("states", "next_states") if use_true_states else ("observations", "next_observations")
+        real = np.asarray(trajectories.mask) > 0
+        for name, x, size in ((names[0], s, num_states), (names[1], s2, num_states),
+                              ("actions", trajectories.actions, num_actions)):
+            _check_indices(np.asarray(x)[real], f"trajectories.{name}", size)
+    s, s2 = jnp.asarray(s).astype(jnp.int32), jnp.asarray(s2).astype(jnp.int32)
+    m = trajectories.mask.astype(rewards.dtype)
+    dtype = rewards.dtype
     n_s = num_states + 1
     term = num_states
     s2 = jnp.where(trajectories.discounts > 0, s2, term)
-    sa = (s * num_actions + trajectories.actions).reshape(-1)
+    sa = (s * num_actions + jnp.asarray(trajectories.actions).astype(jnp.int32)).reshape(-1)
     counts = jnp.zeros((n_s * num_actions, n_s), dtype).at[sa, s2.reshape(-1)].add(m.reshape(-1))
     counts = counts.reshape(n_s, num_actions, n_s)
     visits = counts.sum(-1)
-    rsum = jnp.zeros(n_s * num_actions, dtype).at[sa].add((m * trajectories.rewards).reshape(-1))
+    rsum = jnp.zeros(n_s * num_actions, dtype).at[sa].add((m * rewards).reshape(-1))
     rsum = rsum.reshape(n_s, num_actions)
     seen = visits > 0
     eye = jnp.broadcast_to(jnp.eye(n_s, dtype=dtype)[:, None, :], counts.shape)

@@ -7,9 +7,9 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from offrl_jax.core.validation import check_positive_int
+from offrl_jax.core.validation import check_positive_int, is_concrete
 from offrl_jax.data import Trajectories
-from offrl_jax.envs.tabular import TabularMDP, state_policy
+from offrl_jax.envs.tabular import TabularMDP, check_policy, state_policy
 
 Array = Any
 
@@ -73,6 +73,10 @@ def rollout(
     check_positive_int(num_episodes, "num_episodes")
     check_positive_int(horizon, "horizon")
     dtype = mdp.rewards.dtype
+    if is_concrete(behavior_policy, target_policy):
+        check_policy(mdp, behavior_policy, "behavior_policy")
+        if target_policy is not None:
+            check_policy(mdp, target_policy, "target_policy")
     pi_b = state_policy(mdp, behavior_policy).astype(dtype)
     log_pi_b = _safe_log(pi_b)
     log_pi_e = None if target_policy is None else _safe_log(state_policy(mdp, target_policy).astype(dtype))

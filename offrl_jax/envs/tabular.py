@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.dtypes import float_dtype, input_dtype
 from offrl_jax.core.validation import is_concrete
 
 Array = Any
@@ -121,7 +122,13 @@ class TabularMDP:
         Raises:
           ValueError: naming the argument, for bad shapes, probabilities, NaNs or gamma.
         """
-        dtype = jnp.dtype(dtype or jnp.float32)
+        # The dtype policy (offrl_jax.core.dtypes): real numeric inputs (ints and lists
+        # converted), arrays stored in ``dtype`` (half precision is computed in float32).
+        for name, x in (("transitions", transitions), ("rewards", rewards), ("initial", initial),
+                        ("terminal", terminal), ("reward_std", reward_std), ("gamma", gamma)):
+            if x is not None:
+                input_dtype(x, name)
+        dtype = float_dtype(jnp.dtype(dtype)) if dtype is not None else jnp.dtype(jnp.float32)
         p = np.asarray(transitions, dtype=np.float64)
         if p.ndim != 3 or p.shape[0] != p.shape[2] or p.shape[0] == 0 or p.shape[1] == 0:
             raise ValueError(f"transitions: expected shape [S, A, S] with S, A >= 1, found {list(p.shape)}")

@@ -17,7 +17,8 @@ import numpy as np
 from flax import struct
 
 from offrl_jax.core import config_field, is_concrete
-from offrl_jax.core.validation import check_choice, check_positive_float, check_positive_int
+from offrl_jax.core.dtypes import input_dtype
+from offrl_jax.core.validation import check_choice, check_finite, check_positive_float, check_positive_int
 from offrl_jax.data import Transitions
 
 Array = Any
@@ -179,6 +180,20 @@ def _check_leading(data: Transitions) -> int:
     return m
 
 
+def _check_values(data: Transitions) -> None:
+    """Real numeric fields; NaN/inf in any float field and discounts outside [0, 1] refused
+    (concrete data only), so a run never trains to a NaN loss without a word."""
+    for f in ("rewards", "discounts", "observations", "next_observations", "actions"):
+        x = getattr(data, f)
+        dt = input_dtype(x, f"data.{f}")
+        if is_concrete(x) and dt.kind == "f":
+            check_finite(x, f"data.{f}")
+    if is_concrete(data.discounts):
+        d = np.asarray(data.discounts)
+        if np.any((d < 0) | (d > 1)):
+            raise ValueError(f"data.discounts: expected values in [0, 1], found range [{d.min()}, {d.max()}]")
+
+
 def _check_discrete(config: FittedQConfig, data: Transitions) -> None:
     if data.actions.ndim != 1 or not jnp.issubdtype(data.actions.dtype, jnp.integer):
         raise ValueError(
@@ -233,16 +248,17 @@ def _check_continuous(config: FittedQConfig, data: Transitions, sample_actions: 
 def validate_data(config: FittedQConfig, data: Transitions, target_policy: Policy = None) -> None:
     """Host checks of a dataset and a target policy against a config, before training.
 
-    ``train(key, data)`` runs them itself when called eagerly; under ``jax.jit`` only shapes
-    are known, so call this first on the concrete data::
+    ``make_train(config, pi)(key, data)`` runs them itself (then its jitted program); inside a
+    caller's own ``jax.jit`` only shapes are known, so call this first on the concrete data::
 
         fitted.validate_data(config, data, pi)
-        result = jax.jit(fitted.make_train(config, pi))(key, data)
+        result = jax.jit(jax.vmap(fitted.make_train(config, pi), in_axes=(0, None)))(keys, data)
 
     Raises:
       ValueError: naming the argument for data that are not :class:`~offrl_jax.data.Transitions`
         or are empty or ragged, ``batch_size`` larger than the dataset, discrete actions outside
-        ``[0, num_actions)``, observations that do not fit the network input (integer
+        ``[0, num_actions)``, NaN or inf in any float field (rewards, discounts, observations,
+        continuous actions), discounts outside [0, 1], observations that do not fit the network input (integer
         observations past ``num_observations``), continuous actions not ``[M, action_dim]``
         floats, a target policy missing (FQE) or given (FQI), a table of the wrong shape or not
         on the simplex, or a ``sample_actions`` of the wrong output shape. Value checks are
@@ -251,6 +267,7 @@ def validate_data(config: FittedQConfig, data: Transitions, target_policy: Polic
     if not isinstance(config, FittedQConfig):
         raise ValueError(f"config: expected a FittedQConfig, found {type(config).__name__}")
     m = _check_leading(data)
+    _check_values(data)
     if config.batch_size is not None and config.batch_size > m:
         raise ValueError(f"batch_size: {config.batch_size} is larger than the dataset (M = {m})")
     _check_target_policy(config, target_policy)

@@ -32,6 +32,7 @@ from offrl_jax.data import Transitions
 from offrl_jax.fitted.config import FittedQConfig, Policy, _check_target_policy, validate_data
 from offrl_jax.fitted.networks import q_network
 from offrl_jax.fitted.targets import policy_probs, regression_loss, td_targets
+from offrl_jax.data import CheckedTrain  # the validated train(key, data) of make_train
 
 Array = Any
 
@@ -255,21 +256,22 @@ def make_train(config: FittedQConfig, target_policy: Policy = None) -> Callable:
     during one run rather than solving each regression to convergence (that classical form is
     :func:`~offrl_jax.fitted.iteration.fitted_q_iteration`).
 
-    Called eagerly, ``train`` validates the data on the host; under ``jax.jit`` only shapes
-    are checked, so validate first::
+    ``train`` is a :class:`~offrl_jax.data.CheckedTrain`: ``train(key, data)`` runs
+    :func:`~offrl_jax.fitted.config.validate_data` on the concrete data (``ValueError`` naming
+    the field: actions or observations out of range, NaN/inf values, ...) and then one cached
+    jitted program, and ``train.seeds(default_seeds_per_group(S, config))(keys, data)`` trains
+    S seeds in one program, validated the same way. Under a caller's own ``jax.jit`` only
+    shapes are checked, so validate first::
 
-        fitted.validate_data(config, data, pi)
-        result = jax.jit(fitted.make_train(config, pi))(key, data)
-
-    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)`` trains one network per key in
-    one program (``core.make_train_seeds(train, default_seeds_per_group(S, config))`` lays
-    groups side by side).
+        fitted.validate_data(config, data, pi)           # or train.validate(data)
+        result = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)
 
     Args:
       config: the :class:`~offrl_jax.fitted.config.FittedQConfig` (validated when built).
       target_policy: see :func:`make_learner`.
     """
-    return train_from_learner(make_learner(config, target_policy))
+    train = train_from_learner(make_learner(config, target_policy))
+    return CheckedTrain(train, functools.partial(validate_data, config, target_policy=target_policy))
 
 
 def default_seeds_per_group(num_seeds: int, config: Optional[FittedQConfig] = None) -> int:

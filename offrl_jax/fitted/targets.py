@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from offrl_jax.core.dtypes import float_inputs
 from offrl_jax.fitted.config import FittedQConfig
 
 Array = Any
@@ -75,6 +76,9 @@ def fqe_targets(
     Returns:
       ``[B]`` targets (gradient stopped).
     """
+    rewards, discounts, next_q, next_probs = float_inputs(
+        [rewards, discounts, next_q, next_probs], ["rewards", "discounts", "next_q", "next_probs"]
+    )
     chex.assert_rank([rewards, discounts, next_q, next_probs], [1, 1, 2, 2])
     chex.assert_equal_shape([next_q, next_probs])
     v_next = jnp.sum(next_probs.astype(next_q.dtype) * next_q, axis=-1)
@@ -105,6 +109,9 @@ def fqi_targets(
     Returns:
       ``[B]`` targets (gradient stopped).
     """
+    rewards, discounts, next_q_target, next_q_online = float_inputs(
+        [rewards, discounts, next_q_target, next_q_online], ["rewards", "discounts", "next_q_target", "next_q_online"]
+    )
     chex.assert_rank([rewards, discounts, next_q_target], [1, 1, 2])
     if next_q_online is None:
         v_next = jnp.max(next_q_target, axis=-1)
@@ -158,12 +165,16 @@ def sampled_fqe_targets(
     Returns:
       ``[B]`` targets (gradient stopped).
     """
+    rewards, discounts, next_values = float_inputs(
+        [rewards, discounts, next_values], ["rewards", "discounts", "next_values"]
+    )
     chex.assert_rank([rewards, discounts, next_values], [1, 1, 2])
     return jax.lax.stop_gradient(rewards + gamma * discounts * jnp.mean(next_values, axis=-1))
 
 
 def l2_loss(predictions: Array, targets: Array) -> Array:
     """Mean squared-error regression loss (1/B) Σ_m ½ (Q(s_m, a_m) − y_m)². Returns a scalar."""
+    predictions, targets = float_inputs([predictions, targets], ["predictions", "targets"])
     chex.assert_equal_shape([predictions, targets])
     return jnp.mean(optax.l2_loss(predictions, targets))
 
@@ -173,6 +184,7 @@ def huber_loss(predictions: Array, targets: Array, delta: float = 1.0) -> Array:
 
     See "Robust Estimation of a Location Parameter", Huber 1964. Returns a scalar.
     """
+    predictions, targets = float_inputs([predictions, targets], ["predictions", "targets"])
     chex.assert_equal_shape([predictions, targets])
     return jnp.mean(optax.huber_loss(predictions, targets, delta=delta))
 

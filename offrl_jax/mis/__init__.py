@@ -5,7 +5,7 @@
 * :mod:`.time_indexed`: finite-horizon per-step ratios, :func:`tabular_time_ratios` /
   :func:`tabular_time_mis`;
 * :mod:`.dice`: DualDICE, GenDICE and GradientDICE as minimax Lagrangians and a learner
-  (``make_learner`` / ``make_train`` over :class:`DiceData`);
+  (``make_learner`` / ``make_train`` over :class:`DiceData`, checked by :func:`validate_data`);
 * :mod:`.estimators`: value estimates from ratios, :func:`mis_estimate`,
   :func:`mis_average_reward`, :func:`mis_finite_horizon`, and :func:`ratios_at`.
 
@@ -26,6 +26,7 @@ from offrl_jax.mis.dice import (
     gradientdice_lagrangian,
     make_learner,
     make_train,
+    validate_data,
 )
 from offrl_jax.mis.dice_data import DiceData, dice_data_from_trajectories
 from offrl_jax.mis.estimators import mis_average_reward, mis_estimate, mis_finite_horizon, ratios_at
@@ -70,4 +71,5 @@ __all__ = [
     "tabular_ratios",
     "tabular_time_mis",
     "tabular_time_ratios",
+    "validate_data",
 ]

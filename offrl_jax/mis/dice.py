@@ -45,6 +45,7 @@ from flax import struct
 
 from offrl_jax.core.learner import Learner, config_field, train_from_learner
 from offrl_jax.core.validation import check_choice, check_positive_float, check_positive_int, check_probability
+from offrl_jax.data import CheckedTrain
 from offrl_jax.mis.dice_data import DiceData
 from offrl_jax.mis.estimators import mis_estimate
 
@@ -64,6 +65,7 @@ __all__ = [
     "dice_estimate",
     "make_learner",
     "make_train",
+    "validate_data",
 ]
 
 METHODS = ("dualdice", "gendice", "gradientdice")
@@ -389,12 +391,55 @@ def make_learner(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Modul
     return Learner(init, run, config.num_steps)
 
 
+def validate_data(
+    config: DiceConfig, data: DiceData, weight_net: Optional[nn.Module] = None, critic_net: Optional[nn.Module] = None
+) -> None:
+    """Host checks of a DICE dataset before training (what ``make_train``'s ``train`` runs).
+
+    Re-runs :meth:`DiceData.create`'s checks, so a container built by the raw constructor is
+    checked too; with the networks given, a :class:`DiceNetwork` on integer observations also
+    checks every observation index and its number of actions against the data.
+
+    Raises:
+      ValueError: naming the field, for a config that is not a :class:`DiceConfig`, data that
+        are not :class:`DiceData`, NaN or inf in any field, discounts outside [0, 1],
+        probability rows off the simplex, actions outside ``[0, A)``, or observations outside
+        ``[0, num_observations)`` of a one-hot :class:`DiceNetwork`.
+    """
+    if not isinstance(config, DiceConfig):
+        raise ValueError(f"config: expected a DiceConfig, found {type(config).__name__}")
+    if not isinstance(data, DiceData):
+        raise ValueError(f"data: expected a DiceData (see DiceData.create), found {type(data).__name__}")
+    data.validate()
+    na = np.shape(data.next_target_probs)[-1]
+    for net_name, net in (("weight_net", weight_net), ("critic_net", critic_net)):
+        if not isinstance(net, DiceNetwork):
+            continue
+        if net.num_actions != na:
+            raise ValueError(f"{net_name}: num_actions = {net.num_actions}, but the data's target probabilities have A = {na}")
+        size = net.num_observations
+        if size is None:
+            continue
+        for f in ("observations", "next_observations", "initial_observations"):
+            o = np.asarray(getattr(data, f))
+            if o.dtype.kind not in "biu" and not np.all(o == np.round(o)):
+                raise ValueError(f"data.{f}: {net_name} one-hot encodes integer observations, found {o.dtype} values")
+            if o.min() < 0 or o.max() >= size:
+                raise ValueError(
+                    f"data.{f}: expected indices in [0, {size}) ({net_name}.num_observations), "
+                    f"found range [{o.min()}, {o.max()}]"
+                )
+
+
 def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module) -> Callable:
     """A whole DICE run: ``train(key, data: DiceData) -> TrainResult(DiceState, DiceMetrics)``.
 
     ``config.num_steps`` steps of :func:`make_learner`'s ``run``; metrics are stacked
-    ``[num_steps]``. ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, data)`` trains many
-    seeds in one program (PureJaxRL's pattern; see :func:`offrl_jax.core.make_train_seeds`).
+    ``[num_steps]``. ``train`` is a :class:`~offrl_jax.data.CheckedTrain`: ``train(key, data)``
+    runs :func:`validate_data` on concrete data, then one cached jitted program;
+    ``train.seeds(g)(keys, data)`` trains many seeds in one program, validated the same way.
+    Inside a caller's own ``jax.jit``, e.g. ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys,
+    data)`` (PureJaxRL's pattern), only shapes are checked: call ``validate_data`` first.
 
     Args:
       config: :class:`DiceConfig`.
@@ -404,7 +449,8 @@ def make_train(config: DiceConfig, weight_net: nn.Module, critic_net: nn.Module)
     Returns:
       ``train(key, data)``.
     """
-    return train_from_learner(make_learner(config, weight_net, critic_net))
+    train = train_from_learner(make_learner(config, weight_net, critic_net))
+    return CheckedTrain(train, lambda data: validate_data(config, data, weight_net, critic_net))
 
 
 class DiceEstimate(NamedTuple):

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from offrl_jax.core.dtypes import as_float, float_inputs, input_dtype
 from offrl_jax.core.validation import check_finite, check_mask
 from offrl_jax.data import Trajectories
+from offrl_jax.mis.tabular import _check_index, _field_names, _where_real
 
 Array = Any
 
@@ -63,6 +65,10 @@ class DiceData:
         for f in names:
             if fields.get(f) is None:
                 raise ValueError(f"{f}: required field is missing")
+        floats = ("rewards", "discounts", "next_target_probs", "initial_target_probs")
+        fields = dict(fields, **dict(zip(floats, float_inputs([fields[f] for f in floats], floats))))
+        for f in ("observations", "actions", "next_observations", "initial_observations"):
+            input_dtype(fields[f], f)  # real numeric (ValueError naming the field otherwise)
         arrs = {f: check_finite(fields[f], f) for f in names}
         m = arrs["rewards"].shape[:1]
         if arrs["rewards"].ndim != 1 or m[0] == 0:
@@ -93,7 +99,18 @@ class DiceData:
             raise ValueError("next_observations/initial_observations: expected the same trailing shape as observations")
         out = {f: jnp.asarray(v) for f, v in arrs.items()}
         out["actions"] = out["actions"].astype(jnp.int32)
+        out.update({f: fields[f] for f in floats})
         return cls(**out)
+
+    def validate(self) -> "DiceData":
+        """Re-runs :meth:`create`'s checks on this container (e.g. one built by the raw
+        constructor); returns it unchanged.
+
+        Raises:
+          ValueError: naming the field, as :meth:`create`.
+        """
+        DiceData.create(**{f: getattr(self, f) for f in self.__dataclass_fields__})
+        return self
 
 
 def dice_data_from_trajectories(
@@ -118,16 +135,20 @@ def dice_data_from_trajectories(
             raise ValueError("trajectories: use_states=True needs the states/next_states fields, found None")
         obs, nxt = trajectories.states, trajectories.next_states
     pi = check_finite(target_policy, "target_policy")
-    obs, nxt = np.asarray(obs), np.asarray(nxt)
-    if pi.ndim != 2 or obs[mask].max() >= pi.shape[0] or nxt[mask].max() >= pi.shape[0]:
-        raise ValueError(f"target_policy: expected [O, A] covering every observation index, found {list(pi.shape)}")
-    dtype = np.asarray(trajectories.rewards).dtype
+    if pi.ndim != 2 or 0 in pi.shape:
+        raise ValueError(f"target_policy: expected an [O, A] table, found shape {list(pi.shape)}")
+    names = _field_names(use_states, "trajectories")
+    rows, cols = " (the rows of target_policy [O, A])", " (the columns of target_policy [O, A])"
+    obs = _check_index(_where_real(obs, mask), names[0], pi.shape[0], what=rows).astype(np.int32)
+    nxt = _check_index(_where_real(nxt, mask), names[2], pi.shape[0], what=rows).astype(np.int32)
+    _check_index(_where_real(trajectories.actions, mask), names[1], pi.shape[1], what=cols)
+    dtype = np.dtype(as_float(trajectories.rewards, "trajectories.rewards").dtype)
     pi = pi.astype(dtype)
     first = mask[:, 0]
     return DiceData.create(
         observations=obs[mask],
         actions=np.asarray(trajectories.actions)[mask],
-        rewards=np.asarray(trajectories.rewards)[mask],
+        rewards=np.asarray(trajectories.rewards)[mask].astype(dtype),
         next_observations=nxt[mask],
         discounts=np.asarray(trajectories.discounts)[mask],
         next_target_probs=pi[nxt[mask]],

@@ -22,6 +22,10 @@ from typing import Any, Optional
 
 import chex
 import jax.numpy as jnp
+import numpy as np
+
+from offrl_jax.core.dtypes import float_inputs
+from offrl_jax.core.validation import is_concrete
 
 Array = Any
 
@@ -29,13 +33,10 @@ __all__ = ["mis_estimate", "mis_average_reward", "mis_finite_horizon", "ratios_a
 
 
 def _masked(weights, rewards, mask):
-    if mask is not None:
-        chex.assert_equal_shape([weights, rewards, mask])
-    else:
-        chex.assert_equal_shape([weights, rewards])
-    w = jnp.asarray(weights)
-    r = jnp.asarray(rewards).astype(w.dtype) if jnp.issubdtype(w.dtype, jnp.floating) else jnp.asarray(rewards)
+    """The dtype policy (:mod:`offrl_jax.core.dtypes`), shape checks, padding zeroed."""
+    w, r = float_inputs([weights, rewards], ["weights", "rewards"])
     m = jnp.ones(r.shape, r.dtype) if mask is None else jnp.asarray(mask).astype(r.dtype)
+    chex.assert_equal_shape([w, r, m])
     w = jnp.where(m > 0, w, 0.0) * m
     r = jnp.where(m > 0, r, 0.0)
     return w, r, m
@@ -90,7 +91,7 @@ def mis_estimate(
     Returns:
       Scalar J_hat.
     """
-    chex.assert_rank(gamma, 0)
+    chex.assert_rank(jnp.asarray(gamma), 0)
     return mis_average_reward(weights, rewards, mask, self_normalize=self_normalize) / (1.0 - gamma)
 
 
@@ -112,8 +113,8 @@ def mis_finite_horizon(weights: Array, rewards: Array, mask: Array, gamma: float
     Returns:
       Scalar J_hat.
     """
-    chex.assert_rank([weights, rewards, mask, gamma], [2, 2, 2, 0])
     w, r, m = _masked(weights, rewards, mask)
+    chex.assert_rank([w, r, m, jnp.asarray(gamma)], [2, 2, 2, 0])
     t = jnp.arange(r.shape[-1], dtype=r.dtype)
     disc = jnp.asarray(gamma, r.dtype) ** t
     n = jnp.sum(m[:, 0])
@@ -121,5 +122,19 @@ def mis_finite_horizon(weights: Array, rewards: Array, mask: Array, gamma: float
 
 
 def ratios_at(table: Array, states: Array, actions: Array) -> Array:
-    """Gathers w(s_m, a_m) from an ``[S, A]`` ratio table at int ``states``/``actions`` (any shape)."""
-    return jnp.asarray(table)[jnp.asarray(states), jnp.asarray(actions)]
+    """Gathers w(s_m, a_m) from an ``[S, A]`` ratio table at int ``states``/``actions`` (any shape).
+
+    Indices may be integers or integral floats; called eagerly, indices outside the table raise
+    ``ValueError`` naming the argument (under ``jit`` they are not checked).
+    """
+    if is_concrete(table, states, actions):
+        shape = np.shape(table)
+        if len(shape) != 2:
+            raise ValueError(f"table: expected an [S, A] ratio table, found shape {list(shape)}")
+        for name, x, size in (("states", states, shape[0]), ("actions", actions, shape[1])):
+            a = np.asarray(x)
+            if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
+                raise ValueError(f"{name}: expected integer indices, found {a.dtype} values")
+            if a.size and (a.min() < 0 or a.max() >= size):
+                raise ValueError(f"{name}: expected indices in [0, {size}), found range [{a.min()}, {a.max()}]")
+    return jnp.asarray(table)[jnp.asarray(states).astype(jnp.int32), jnp.asarray(actions).astype(jnp.int32)]

@@ -39,10 +39,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Union
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-from offrl_jax.core.validation import check_finite, check_mask
+from offrl_jax.core.dtypes import as_float
+from offrl_jax.core.validation import check_finite, check_mask, is_concrete
 from offrl_jax.data import Trajectories, Transitions
 from offrl_jax.mis.estimators import mis_average_reward, ratios_at
 
@@ -68,7 +70,9 @@ class TabularRatios(NamedTuple):
       supported: ``[S, A]`` bool, n(s, a) > 0.
       unsupported: ``[S, A]`` bool, pairs the target reaches in the empirical model but with no
         logged transition (the ill-posed pairs; their ratio is undefined).
-      unsupported_mass: scalar, target occupancy mass that falls on unsupported pairs.
+      unsupported_mass: scalar, target occupancy mass that falls on unsupported pairs. Mass
+        balance in the empirical model: unsupported_mass = (1 - gamma) + gamma E_D[discount w]
+        - E_D[w], i.e. (1 - gamma)(1 - data_mass) without terminal transitions (ridge = 0).
       data_mass: scalar E_D[w_hat] = sum n w_hat / M; 1 when no mass leaks (no terminal
         transitions, no unsupported pairs).
       finite: scalar bool, every weight is finite (the linear solve succeeded).
@@ -153,10 +157,11 @@ def _finish(w, counts: FlowCounts, gamma) -> TabularRatios:
     ns, na = counts.data.shape
     supported = counts.data > 0
     w = jnp.where(supported, w, 0.0)
-    # Target mass arriving at each pair: (1 - gamma) dbar0 + gamma Pbar^T (d_hat w).
-    inflow = (1.0 - gamma) * counts.initial + gamma * jnp.einsum(
-        "saxy,sa->xy", counts.flow, counts.data * w
-    )
+    # Target mass arriving at each pair of the empirical model: (1 - gamma) dbar0(s', a') +
+    # gamma sum_{s,a} P_hat(s'|s,a) pi(a'|s') d_hat^pi(s, a), with d_hat^pi = d_hat^D w and
+    # P_hat = trans / n, i.e. gamma sum_{s,a} (Pbar / M)[s, a, s', a'] w(s, a) (``flow`` already
+    # carries the 1/M and the data frequency of each source pair).
+    inflow = (1.0 - gamma) * counts.initial + gamma * jnp.einsum("saxy,sa->xy", counts.flow, w)
     unsupported = (~supported) & (inflow > 0)
     lost = jnp.sum(jnp.where(unsupported, inflow, 0.0))
     data_mass = jnp.sum(counts.data * w)
@@ -220,6 +225,8 @@ def tabular_ratios(
     Returns:
       :class:`TabularRatios` with ``weights`` ``[S, A]``.
     """
+    _check_core_inputs(states, actions, next_states, mask, target_policy, discounts=discounts,
+                       initial_states=initial_states, initial_mask=initial_mask, gamma=gamma)
     counts = flow_counts(
         states, actions, next_states, discounts, mask, initial_states, target_policy, initial_mask=initial_mask
     )
@@ -263,7 +270,8 @@ def tabular_average_ratios(
     Returns:
       :class:`TabularRatios`; ``data_mass`` is 1 up to round-off when the system is consistent.
     """
-    disc = jnp.ones(jnp.shape(jnp.ravel(states)), jnp.asarray(target_policy).dtype) if discounts is None else discounts
+    _check_core_inputs(states, actions, next_states, mask, target_policy, discounts=discounts)
+    disc = jnp.ones(jnp.shape(states), jnp.asarray(target_policy).dtype) if discounts is None else discounts
     s_first = jnp.ravel(states)[:1]
     counts = flow_counts(states, actions, next_states, disc, mask, s_first, target_policy)
     ns, na = counts.data.shape
@@ -282,8 +290,11 @@ def tabular_average_ratios(
 
 
 # ----------------------------------------------------------------------------------------------
-# Container entry point (host-validated).
+# Container entry point (host-validated, then one jitted solve per shape).
 # ----------------------------------------------------------------------------------------------
+_ratios_jit = jax.jit(tabular_ratios)
+_average_ratios_jit = jax.jit(tabular_average_ratios, static_argnames=("ridge",))
+
 class TabularMISResult(NamedTuple):
     """Tabular MIS estimate and its ratios.
 
@@ -306,9 +317,45 @@ def _indices(data: Union[Trajectories, Transitions], use_states: bool):
     return data.observations, data.next_observations
 
 
+def _field_names(use_states: bool, prefix: str) -> tuple:
+    s = ("states", "next_states") if use_states else ("observations", "next_observations")
+    return (f"{prefix}.{s[0]}", f"{prefix}.actions", f"{prefix}.{s[1]}")
+
+
 def _where_real(x: Array, mask: Optional[Array]) -> Array:
     """Indices on real steps, 0 on padding (padding may hold any value; it is never counted)."""
-    return x if mask is None else np.where(np.asarray(mask) > 0, np.asarray(x), 0)
+    if mask is None:
+        return x
+    return np.where(np.broadcast_to(np.asarray(mask) > 0, np.shape(x)), np.asarray(x), 0)
+
+
+def _index_array(x: Array, mask: Optional[Array]) -> Array:
+    """Validated indices as int32 (integral floats converted; padding set to 0)."""
+    return jnp.asarray(np.asarray(_where_real(x, mask)).astype(np.int32))
+
+
+def _check_core_inputs(states, actions, next_states, mask, target_policy, *, discounts=None, initial_states=None,
+                       initial_mask=None, gamma=None) -> None:
+    """Eager calls of the array cores: the host checks of :func:`_validate_tabular_inputs`
+    (indices in range, policy on the simplex, discounts in [0, 1]) on the real steps, and
+    ``mask`` finite and non-negative (any sample weights). Skipped under ``jit``/``vmap``."""
+    if not is_concrete(states, actions, next_states, mask, target_policy, discounts, initial_states, initial_mask,
+                       gamma):
+        return
+    if mask is not None:
+        m = check_finite(mask, "mask")
+        if m.shape != np.shape(states):
+            raise ValueError(f"mask: expected shape {list(np.shape(states))} (as states), found {list(m.shape)}")
+        if np.any(m < 0):
+            raise ValueError("mask: expected non-negative sample weights (1 real, 0 padding)")
+    m0 = initial_mask
+    if m0 is not None and np.any(check_finite(m0, "initial_mask") < 0):
+        raise ValueError("initial_mask: expected non-negative weights")
+    _validate_tabular_inputs(
+        _where_real(states, mask), _where_real(actions, mask), _where_real(next_states, mask), target_policy,
+        gamma, None if discounts is None else _where_real(discounts, mask),
+        None if initial_states is None else _where_real(initial_states, m0), None, m0,
+    )
 
 
 def tabular_mis(
@@ -347,7 +394,10 @@ def tabular_mis(
       data: :class:`~offrl_jax.data.Trajectories` (padded steps excluded through ``mask``; the
         initial states are each trajectory's first state) or
         :class:`~offrl_jax.data.Transitions` (then ``initial_states`` is required when
-        discounted).
+        discounted). Observations (states) and actions are table indices: integers, or floats
+        with integral values (converted); anything else, or an index outside the policy table,
+        raises ``ValueError`` naming the field. Rewards follow the dtype policy of
+        :mod:`offrl_jax.core.dtypes`.
       target_policy: ``[S, A]`` pi(a|s) over the indices used (observations, or true states
         with ``use_states=True``).
       gamma: discount in [0, 1), or ``None`` for the average-reward limit.
@@ -372,36 +422,49 @@ def tabular_mis(
         check_mask(mask)
     _validate_tabular_inputs(
         _where_real(s, mask), _where_real(data.actions, mask), _where_real(s2, mask), target_policy, gamma,
-        data.discounts, initial_states, None, init_mask, ridge,
+        data.discounts, initial_states, None, init_mask, ridge, names=_field_names(use_states, "data"),
     )
-    pi = jnp.asarray(target_policy).astype(data.rewards.dtype)
+    rewards = as_float(data.rewards, "data.rewards")
+    check_finite(rewards, "data.rewards")
+    pi = jnp.asarray(target_policy).astype(rewards.dtype)
+    s, s2, actions = (_index_array(x, mask) for x in (s, s2, data.actions))
+    if initial_states is not None:
+        initial_states = _index_array(initial_states, init_mask)
     if gamma is None:
-        ratios = tabular_average_ratios(s, data.actions, s2, data.discounts, mask, pi, ridge=ridge)
+        ratios = _average_ratios_jit(s, actions, s2, data.discounts, mask, pi, ridge=float(ridge))
         scale = 1.0
     else:
-        ratios = tabular_ratios(
-            s, data.actions, s2, data.discounts, mask, initial_states, pi, gamma, initial_mask=init_mask, ridge=ridge
+        ratios = _ratios_jit(
+            s, actions, s2, data.discounts, mask, initial_states, pi, gamma, initial_mask=init_mask, ridge=ridge
         )
         scale = 1.0 / (1.0 - gamma)
-    w = ratios_at(ratios.weights, s, data.actions)
-    est = mis_average_reward(w, data.rewards, mask) * scale
-    sn = mis_average_reward(w, data.rewards, mask, self_normalize=True) * scale
+    w = ratios_at(ratios.weights, s, actions)
+    est = mis_average_reward(w, rewards, mask) * scale
+    sn = mis_average_reward(w, rewards, mask, self_normalize=True) * scale
     return TabularMISResult(est, sn, ratios)
 
 
 # ----------------------------------------------------------------------------------------------
 # Host-side validation.
 # ----------------------------------------------------------------------------------------------
-def _check_index(x: Array, name: str, size: int, shape=None) -> np.ndarray:
-    a = check_finite(x, name)
+def _check_index(x: Array, name: str, size: int, shape=None, what: str = "") -> np.ndarray:
+    """Host check of table indices: integers, or floats with integral values (accepted and
+    converted), in [0, size)."""
+    try:
+        a = check_finite(x, name)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: expected integer indices, could not read them ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: expected integer indices, found dtype {a.dtype}")
     if shape is not None and a.shape != tuple(shape):
         raise ValueError(f"{name}: expected shape {list(shape)}, found {list(a.shape)}")
     if a.size == 0:
         raise ValueError(f"{name}: empty dataset; expected at least one entry")
-    if a.dtype.kind not in "iu" and not np.all(a == np.round(a)):
-        raise ValueError(f"{name}: expected integer indices, found dtype {a.dtype}")
+    if a.dtype.kind == "f" and not np.all(a == np.round(a)):
+        bad = a[a != np.round(a)][0]
+        raise ValueError(f"{name}: expected integer indices (or integral floats), found {bad} (dtype {a.dtype})")
     if np.any(a < 0) or np.any(a >= size):
-        raise ValueError(f"{name}: expected indices in [0, {size}), found range [{a.min()}, {a.max()}]")
+        raise ValueError(f"{name}: expected indices in [0, {size}){what}, found range [{a.min()}, {a.max()}]")
     return a
 
 
@@ -416,6 +479,7 @@ def _validate_tabular_inputs(
     mask: Optional[Array] = None,
     initial_mask: Optional[Array] = None,
     ridge: float = 0.0,
+    names: tuple = ("states", "actions", "next_states"),
 ) -> None:
     """Host-side checks for :func:`tabular_ratios` / :func:`tabular_average_ratios` inputs.
 
@@ -430,9 +494,10 @@ def _validate_tabular_inputs(
     if np.any(pi < 0) or np.any(pi > 1) or not np.allclose(pi.sum(-1), 1.0, atol=1e-5):
         raise ValueError("target_policy: expected rows of probabilities in [0, 1] summing to 1")
     ns, na = pi.shape
-    s = _check_index(states, "states", ns)
-    _check_index(actions, "actions", na, s.shape)
-    _check_index(next_states, "next_states", ns, s.shape)
+    rows, cols = " (the rows of target_policy [S, A])", " (the columns of target_policy [S, A])"
+    s = _check_index(states, names[0], ns, what=rows)
+    _check_index(actions, names[1], na, s.shape, what=cols)
+    _check_index(next_states, names[2], ns, s.shape, what=rows)
     if discounts is not None:
         d = check_finite(discounts, "discounts")
         if d.shape != s.shape:

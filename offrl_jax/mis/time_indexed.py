@@ -34,7 +34,9 @@ import numpy as np
 from offrl_jax.core.validation import check_mask, validate_gamma
 from offrl_jax.data import Trajectories
 from offrl_jax.mis.estimators import mis_finite_horizon
-from offrl_jax.mis.tabular import _indices, _validate_tabular_inputs, _where_real
+from offrl_jax.core.dtypes import as_float
+from offrl_jax.core.validation import check_finite
+from offrl_jax.mis.tabular import _check_core_inputs, _field_names, _index_array, _indices, _validate_tabular_inputs, _where_real
 
 Array = Any
 
@@ -94,6 +96,7 @@ def tabular_time_ratios(
     Returns:
       :class:`TimeIndexedRatios`.
     """
+    _check_core_inputs(states, actions, next_states, mask, target_policy, discounts=discounts)
     pi = jnp.asarray(target_policy)
     dtype = pi.dtype if jnp.issubdtype(pi.dtype, jnp.floating) else jnp.float32
     pi = pi.astype(dtype)
@@ -126,6 +129,9 @@ def tabular_time_ratios(
     xs = (s.T, a.T, s2.T, m.T, d.T)
     _, (w_logged, table, marg, lost) = jax.lax.scan(step, mu0[:, None] * pi, xs)
     return TimeIndexedRatios(w_logged.T, table, marg, lost)
+
+
+_time_ratios_jit = jax.jit(tabular_time_ratios, static_argnames=("pooled",))
 
 
 class TimeIndexedMISResult(NamedTuple):
@@ -177,8 +183,11 @@ def tabular_time_mis(
     check_mask(mask)
     _validate_tabular_inputs(
         _where_real(s, mask), _where_real(trajectories.actions, mask), _where_real(s2, mask), target_policy,
-        discounts=trajectories.discounts,
+        discounts=trajectories.discounts, names=_field_names(use_states, "trajectories"),
     )
-    pi = jnp.asarray(np.asarray(target_policy), trajectories.rewards.dtype)
-    ratios = tabular_time_ratios(s, trajectories.actions, s2, trajectories.discounts, mask, pi, pooled=pooled)
-    return TimeIndexedMISResult(mis_finite_horizon(ratios.weights, trajectories.rewards, mask, gamma), ratios)
+    rewards = as_float(trajectories.rewards, "trajectories.rewards")
+    check_finite(rewards, "trajectories.rewards")
+    pi = jnp.asarray(np.asarray(target_policy), rewards.dtype)
+    s, s2, actions = (_index_array(x, mask) for x in (s, s2, trajectories.actions))
+    ratios = _time_ratios_jit(s, actions, s2, trajectories.discounts, mask, pi, pooled=bool(pooled))
+    return TimeIndexedMISResult(mis_finite_horizon(ratios.weights, rewards, mask, gamma), ratios)

@@ -15,7 +15,7 @@ composes with optax (minimise ``-surrogate``). Importance weights, their truncat
 Learning follows the package's learner convention: a frozen :class:`PGConfig`,
 ``make_learner(config, policy) -> core.Learner`` and ``make_train(config, policy) ->
 train(key, batch) -> core.TrainResult``, with the data a :class:`PGBatch` built (and checked)
-by :func:`pg_batch`. The policy is a :class:`offrl_jax.policies.PolicyFns`
+by :func:`pg_batch` and checked against the policy by :func:`validate_data`. The policy is a :class:`offrl_jax.policies.PolicyFns`
 (:func:`offrl_jax.policies.tabular_softmax`, :func:`offrl_jax.policies.mlp_categorical`).
 ``offrl_jax.trainers.OfflinePGTrainer`` adds progress, history and checkpoints.
 """
@@ -38,6 +38,7 @@ from offrl_jax.pg.train import (
     make_learner,
     make_surrogate,
     make_train,
+    validate_data,
 )
 
 __all__ = [
@@ -58,4 +59,5 @@ __all__ = [
     "state_marginal_surrogate",
     "tabular_state_weights",
     "trajectory_surrogate",
+    "validate_data",
 ]

@@ -35,6 +35,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from offrl_jax.core.dtypes import as_float, float_inputs
 from offrl_jax.core.weights import (
     cumsum_last,
     cumulative_log_weights,
@@ -58,6 +59,12 @@ _sg = jax.lax.stop_gradient
 # ----------------------------------------------------------------------------------------------
 # Shared helpers (jit-able). Weights come from offrl_jax.core, on stop-gradient inputs.
 # ----------------------------------------------------------------------------------------------
+def _floats(**arrays: Optional[Array]):
+    """The dtype policy (:mod:`offrl_jax.core.dtypes`): one float dtype for the named inputs
+    (integers and lists converted, half precision computed in float32); ``None`` stays."""
+    return float_inputs(list(arrays.values()), list(arrays))
+
+
 def _check_shapes(mask: Array, **arrays: Optional[Array]) -> None:
     chex.assert_rank(mask, 2)
     for name, x in arrays.items():
@@ -115,6 +122,7 @@ def returns_to_go(rewards: Array, mask: Array, gamma: float) -> Array:
     Returns:
       ``[N, T]`` reward-to-go, 0 on padding.
     """
+    rewards, mask = as_float(rewards, "rewards"), jnp.asarray(mask)
     _check_shapes(mask, rewards=rewards)
     r = jnp.where(mask > 0, rewards, 0.0)
     g = jnp.asarray(gamma, r.dtype)
@@ -172,6 +180,10 @@ def trajectory_surrogate(
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
+    target_log_probs, behavior_log_probs, rewards, baseline = _floats(
+        target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards, baseline=baseline
+    )
+    mask = jnp.asarray(mask)
     _check_shapes(mask, target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards)
     _check_max_log_weight(max_log_weight)
     dtype = rewards.dtype
@@ -232,6 +244,11 @@ def per_decision_surrogate(
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
+    target_log_probs, behavior_log_probs, rewards, q_hat, baseline = _floats(
+        target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards, q_hat=q_hat,
+        baseline=baseline,
+    )
+    mask = jnp.asarray(mask)
     _check_shapes(
         mask, target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, rewards=rewards, q_hat=q_hat
     )
@@ -293,6 +310,11 @@ def state_marginal_surrogate(
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
+    target_log_probs, behavior_log_probs, q_hat, state_weights, baseline = _floats(
+        target_log_probs=target_log_probs, behavior_log_probs=behavior_log_probs, q_hat=q_hat,
+        state_weights=state_weights, baseline=baseline,
+    )
+    mask = jnp.asarray(mask)
     _check_shapes(
         mask,
         target_log_probs=target_log_probs,
@@ -349,6 +371,7 @@ def first_order_surrogate(
     Returns:
       Scalar surrogate S with ``jax.grad(S) = ∇Ĵ``.
     """
+    q_hat = as_float(q_hat, "q_hat")
     return state_marginal_surrogate(
         target_log_probs,
         behavior_log_probs,

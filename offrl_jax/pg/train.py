@@ -19,19 +19,23 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
 from offrl_jax.core.diagnostics import weight_diagnostics
+from offrl_jax.core.dtypes import input_dtype
 from offrl_jax.core.learner import Learner, TrainResult, config_field, train_from_learner
 from offrl_jax.core.validation import (
     check_choice,
+    check_finite,
     check_positive_float,
     check_positive_int,
     validate_gamma,
 )
 from offrl_jax.core.weights import log_importance_ratios
-from offrl_jax.pg.batch import PGBatch
+from offrl_jax.data import CheckedTrain
+from offrl_jax.pg.batch import PGBatch, _validate_pg_data
 from offrl_jax.pg.estimators import (
     first_order_surrogate,
     per_decision_surrogate,
@@ -52,6 +56,7 @@ __all__ = [
     "make_surrogate",
     "make_learner",
     "make_train",
+    "validate_data",
 ]
 
 ESTIMATORS = ("trajectory", "trajectory_rtg", "per_decision", "first_order", "state_marginal")
@@ -256,12 +261,72 @@ def make_learner(
     return Learner(init, run, config.num_steps)
 
 
+def _num_actions(policy: PolicyFns, observations: Array) -> int:
+    if getattr(policy, "num_actions", None) is not None:
+        return int(policy.num_actions)
+    params = jax.eval_shape(policy.init, jax.random.key(0))
+    obs = jax.ShapeDtypeStruct((1,) + tuple(observations.shape[2:]), observations.dtype)
+    return int(jax.eval_shape(policy.logits, params, obs).shape[-1])
+
+
+def _check_indices(x: Array, name: str, size: int) -> None:
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf" or (a.dtype.kind == "f" and not np.all(a == np.round(a))):
+        raise ValueError(f"{name}: expected integer indices, found dtype {a.dtype}")
+    if a.size and (a.min() < 0 or a.max() >= size):
+        raise ValueError(f"{name}: expected indices in [0, {size}), found range [{a.min()}, {a.max()}]")
+
+
+def validate_data(config: PGConfig, data: PGBatch, policy: PolicyFns) -> None:
+    """Host checks of a policy-gradient dataset against the config and the policy, before training.
+
+    What ``make_train``'s ``train`` runs on concrete data (padding steps are not checked).
+
+    Raises:
+      ValueError: naming the field, for data that are not a :class:`~offrl_jax.pg.PGBatch`
+        (build one with :func:`~offrl_jax.pg.pg_batch`), the checks of ``pg_batch`` (mask,
+        shapes, NaN/inf in rewards, log-probabilities or extras, behaviour log-probabilities
+        > 0 or -inf on real steps), non-numeric fields, NaN/inf float observations, actions
+        outside ``[0, A)`` of the policy, integer observations outside ``[0, O)`` of a tabular
+        policy, or a ``state_marginal`` estimator without ``state_weights``.
+    """
+    if not isinstance(config, PGConfig):
+        raise ValueError(f"config: expected a PGConfig, found {type(config).__name__}")
+    if not isinstance(data, PGBatch):
+        raise ValueError(f"data: expected a PGBatch (see pg.pg_batch), found {type(data).__name__}")
+    for f in ("observations", "actions", "rewards", "mask", "behavior_log_probs", "q_hat", "baseline", "state_weights"):
+        if getattr(data, f) is not None:
+            input_dtype(getattr(data, f), f"data.{f}")
+    _validate_pg_data(
+        data.behavior_log_probs, data.rewards, data.mask,
+        q_hat=data.q_hat, baseline=data.baseline, state_weights=data.state_weights,
+    )
+    if config.estimator == "state_marginal" and data.state_weights is None:
+        raise ValueError("data.state_weights: the state_marginal estimator needs [N, T] state weights ŵ(s_t)")
+    real = np.asarray(data.mask) > 0
+    obs = np.asarray(data.observations)
+    if obs.shape[:2] != real.shape:
+        raise ValueError(f"data.observations: expected leading shape {list(real.shape)} (as mask), found {list(obs.shape)}")
+    if np.asarray(data.actions).shape != real.shape:
+        raise ValueError(f"data.actions: expected shape {list(real.shape)} (as mask), found {list(np.shape(data.actions))}")
+    if obs.dtype.kind == "f":
+        check_finite(obs[real], "data.observations")
+    if getattr(policy, "num_observations", None) is not None:
+        _check_indices(obs[real], "data.observations", int(policy.num_observations))
+    _check_indices(np.asarray(data.actions)[real], "data.actions", _num_actions(policy, data.observations))
+
+
 def make_train(
     config: PGConfig, policy: PolicyFns, optimizer: Optional[optax.GradientTransformation] = None
 ) -> Callable[[Array, PGBatch], TrainResult]:
     """A whole run ``train(key, batch) -> TrainResult(PGState, PGMetrics [num_steps])``.
 
-    ``core.train_from_learner(make_learner(config, policy, optimizer))``;
-    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)`` trains many seeds at once.
+    ``core.train_from_learner(make_learner(config, policy, optimizer))`` as a
+    :class:`~offrl_jax.data.CheckedTrain`: ``train(key, batch)`` runs :func:`validate_data` on
+    concrete data, then one cached jitted program; ``train.seeds(g)(keys, batch)`` trains many
+    seeds in one program, validated the same way. Inside a caller's own ``jax.jit``, e.g.
+    ``jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, batch)``, only shapes are checked: call
+    ``validate_data(config, batch, policy)`` first.
     """
-    return train_from_learner(make_learner(config, policy, optimizer))
+    train = train_from_learner(make_learner(config, policy, optimizer))
+    return CheckedTrain(train, lambda data: validate_data(config, data, policy))

@@ -362,7 +362,7 @@ def test_validation_errors_name_arguments(shared):
     )
     with pytest.raises(ValueError, match="actions"):
         tabular_mis(bad, pie, GAMMA, initial_states=np.array([0]))
-    with pytest.raises(ValueError, match="states"):
+    with pytest.raises(ValueError, match="states" if tr.states is None else "data.observations"):
         tabular_mis(tr, pie, GAMMA, use_states=True) if tr.states is None else tabular_mis(
             tr.replace(observations=tr.observations + 10), pie, GAMMA
         )
