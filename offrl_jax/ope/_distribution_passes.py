@@ -34,6 +34,8 @@ Array = Any
 _SCAN = ("pdis", "wpdis", "dr", "wdr")
 _Q = ("dm", "dr", "wdr")
 _SMALL = 1e-30
+# Tolerance on |sum_a pi(a|s) - 1|.
+SUM_TOL = 1e-3
 # Rows per block of the linear pass on CPU (its [B, T] intermediates stay in L2).
 LINEAR_BLOCK_ROWS = 1024
 
@@ -54,7 +56,32 @@ def _pick(a, p, q):
 # ----------------------------------------------------------------------------------------------
 # The linear (fast) pass.
 # ----------------------------------------------------------------------------------------------
-def _linear_block(r, a, m, p, b, q, valid, disc, is_log, estimators):
+def _check_counts(r, a, m, p, b, q, is_log):
+    """Counts of bad values in a block (the value checks of the public entry points)."""
+    real = m > 0
+    count = lambda bad: jnp.sum(bad.astype(jnp.int32))
+    # Unrolled over the A columns: a reduction over a short minor axis does not vectorise on CPU.
+    total, p_ok, q_ok = jnp.zeros_like(r), jnp.ones(r.shape, bool), jnp.ones(r.shape, bool)
+    for k in range(p.shape[-1]):
+        total = total + p[..., k]
+        p_ok = p_ok & (p[..., k] >= 0) & (p[..., k] <= 1 + 1e-6)
+        if q is not None:
+            q_ok = q_ok & jnp.isfinite(q[..., k])
+    b_ok = ((b <= 1e-6) & (b > -jnp.inf)) if is_log else ((b > 0) & (b <= 1 + 1e-6))
+    a_ok = (a >= 0) & (a < p.shape[-1])
+    ok = p_ok & (jnp.abs(total - 1) <= SUM_TOL) & b_ok & a_ok & jnp.isfinite(r) & q_ok
+    bad = ((m != 0) & (m != 1)) | (real & ~ok)
+    # One combined count (the host checks then name the argument) and the real steps.
+    return {"bad": count(bad) + count(m[:, 1:] > m[:, :-1]), "real_steps": count(real)}
+
+
+def _linear_block(r, a, m, p, b, q, valid, disc, is_log, estimators, checks):
+    counts = _check_counts(r, a, m, p, b, q, is_log) if checks else {}
+    rows, cols = _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators)
+    return rows, {**cols, **{f"check_{k}": v for k, v in counts.items()}}
+
+
+def _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators):
     real = m > 0
     zero = jnp.zeros_like(r)
     pa, qa, v = _pick(a, p, q)
@@ -122,12 +149,13 @@ def _blocks(fn, arrays, block):
     return jax.lax.fori_loop(0, num, body, (rows0, cols0))
 
 
-def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows):
-    """Estimates and a validity flag from the linear pass (module docstring)."""
+def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows, checks=False):
+    """Estimates, a validity flag and (``checks``) counts of bad input values from the linear
+    pass (module docstring)."""
     n, t = r.shape
     disc = jnp.exp(log_discounts(gamma, t, r.dtype))
     fn = lambda r, a, m, p, b, *rest: _linear_block(
-        r, a, m, p, b, rest[0] if q is not None else None, rest[-1], disc, is_log, estimators
+        r, a, m, p, b, rest[0] if q is not None else None, rest[-1], disc, is_log, estimators, checks
     )
     arrays = (r, a, m, p, b) + (() if q is None else (q,))
     rows, cols = _blocks(fn, arrays, block_rows)
@@ -162,7 +190,8 @@ def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows):
     u = w / jnp.where(ok, w_max, 1.0)
     out["ess"] = jnp.sum(u) ** 2 / jnp.where(ok, jnp.sum(u * u), 1.0)
     out["zero_weight_sum"] = jnp.asarray(False)
-    return out, ok
+    counts = {k[len("check_"):]: v for k, v in cols.items() if k.startswith("check_")}
+    return out, ok, counts
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,16 +263,22 @@ def log_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows: Optiona
     return out
 
 
-def fused_estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows=None, method="auto"):
-    """The requested estimators as a dict: the linear pass, or the log-space pass where the
-    linear one is not finite (``method="auto"``); ``"linear"``/``"log"`` force one."""
-    if method == "log":
-        return log_pass(r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows)
+def fused_estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows=None, method="auto", checks=False):
+    """``(estimates, check counts)``: the requested estimators as a dict, from the linear pass or
+    the log-space pass where the linear one is not finite (``method="auto"``; ``"linear"`` and
+    ``"log"`` force one), and with ``checks`` the counts of bad input values per argument, from
+    the same pass over the data."""
     block = chunk_rows if chunk_rows is not None else (
         LINEAR_BLOCK_ROWS if jax.default_backend() == "cpu" else row_chunk_size(r.shape[0], r.shape[1])
     )
-    fast, ok = linear_pass(r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, block_rows=block)
-    if method == "linear":
-        return fast
     slow = lambda: log_pass(r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows)
-    return jax.lax.cond(ok, lambda: fast, slow)
+    if method == "log" and not checks:
+        return slow(), {}
+    fast, ok, counts = linear_pass(
+        r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, block_rows=block, checks=checks
+    )
+    if method == "linear":
+        return fast, counts
+    if method == "log":
+        return slow(), counts
+    return jax.lax.cond(ok, lambda: fast, slow), counts
