@@ -462,4 +462,16 @@ def magic_from_distributions(
     )
     r = jnp.asarray(rewards, terms.log_ratios.dtype)
     m = jnp.asarray(mask, terms.log_ratios.dtype)
-    return magic(key, r, terms.log_ratios, m, gamma, terms.q_taken, terms.v_hat, **magic_options)
+    if "j_steps" in magic_options and magic_options["j_steps"] is not None:
+        magic_options["j_steps"] = tuple(int(j) for j in magic_options["j_steps"])
+    static = {k: v for k, v in magic_options.items() if k != "model_value"}
+    bad = set(static) - set(_MAGIC_STATIC)
+    if bad:
+        raise ValueError(f"magic_options: unknown options {sorted(bad)}; expected among {_MAGIC_STATIC + ('model_value',)}")
+    return _magic_jit(
+        key, r, terms.log_ratios, m, gamma, terms.q_taken, terms.v_hat, model_value=magic_options.get("model_value"), **static
+    )
+
+
+_MAGIC_STATIC = ("j_steps", "num_resamples", "delta", "eps", "scale_covariance", "centred_covariance")
+_magic_jit = jax.jit(magic, static_argnames=_MAGIC_STATIC)
