@@ -63,6 +63,7 @@ __all__ = [
     "DistributionTerms",
     "distribution_terms",
     "estimate_all",
+    "estimate_all_from_distributions",
     "trajectory_is_from_distributions",
     "per_decision_is_from_distributions",
     "weighted_is_from_distributions",
@@ -475,3 +476,7 @@ def magic_from_distributions(
 
 _MAGIC_STATIC = ("j_steps", "num_resamples", "delta", "eps", "scale_covariance", "centred_covariance")
 _magic_jit = jax.jit(magic, static_argnames=_MAGIC_STATIC)
+
+
+# The name under which :mod:`offrl_jax.ope` exports :func:`estimate_all`.
+estimate_all_from_distributions = estimate_all
