@@ -8,7 +8,18 @@ can be imported (``--peer-python`` names an interpreter that has it; it runs in 
 Peak memory: the compiled program's memory analysis for JAX (arguments + temporaries + outputs),
 ``tracemalloc`` for numpy and SCOPE-RL.
 
-Usage: python benchmarks/ope_speed.py [--quick] [--repeats R] [--sizes 100000x100,...] [--peer-python PYTHON]
+A second part ("from action distributions") starts from the arrays a researcher holds: target
+action distributions ``[N, T, A]``, logged actions, behaviour propensities at the logged actions
+and a Q-hat table ``[N, T, A]`` (default N = 1e5, T = 100, A = 4; ``--quick``: N = 2e4). Per
+estimator: ``offrl_jax.ope.from_distributions`` end to end from numpy arrays with its host
+checks (``e2e``), the same without the checks, from device-resident arrays, its compile time
+apart; SCOPE-RL 0.2.1 on the same arrays; and the *floor*: a jitted sum over exactly the inputs
+the estimator reads, i.e. the time to read them once (from device arrays, and called on the
+numpy arrays, which adds copying them to the device as the end-to-end call does). ``all`` is every
+estimator from one ``estimate_all`` program.
+
+Usage: python benchmarks/ope_speed.py [--quick] [--repeats R] [--sizes 100000x100,...]
+[--dist-sizes 100000x100x4,...] [--part all|arrays|distributions] [--peer-python PYTHON]
 (``--peer-python`` defaults to ``$OFFRL_JAX_PEER_PYTHON``). Writes benchmarks/results/ope_speed[_quick].{json,md}.
 """
 
@@ -142,6 +153,159 @@ def bench_scope(peer_python, data, repeats):
         return harness.run_peer(peer_python, os.path.abspath(__file__), ["--scope-worker", path, "--repeats", str(repeats)])
 
 
+# ----------------------------------------------------------------------------------------------
+# From action distributions.
+# ----------------------------------------------------------------------------------------------
+DIST_ROWS = {  # ours -> SCOPE-RL class
+    "is": "TrajectoryWiseImportanceSampling",
+    "pdis": "PerDecisionImportanceSampling",
+    "wis": "SelfNormalizedTIS",
+    "wpdis": "SelfNormalizedPDIS",
+    "dm": None,
+    "dr": "DoublyRobust",
+    "wdr": "SelfNormalizedDR",
+    "all": None,
+}
+_READS_Q = ("dm", "dr", "wdr", "all")
+
+
+def make_dist_data(n: int, t: int, a: int, seed: int = 0) -> dict:
+    """Target pi(.|s_t) Dirichlet(1) per step, behaviour uniform, rewards U(0, 1), Q-hat N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    return {
+        "rewards": rng.uniform(size=(n, t)).astype(np.float32),
+        "actions": rng.integers(0, a, size=(n, t)).astype(np.int32),
+        "mask": np.ones((n, t), np.float32),
+        "target_probs": rng.dirichlet(np.ones(a), size=(n, t)).astype(np.float32),
+        "behavior_probs": np.full((n, t), 1.0 / a, np.float32),
+        "q_values": rng.normal(size=(n, t, a)).astype(np.float32),
+    }
+
+
+def bench_dist_jax(data, repeats):
+    import jax
+    import jax.numpy as jnp
+
+    from offrl_jax.ope import from_distributions as fd
+
+    dev = {k: jax.device_put(v) for k, v in data.items()}
+    keys = ("rewards", "actions", "mask", "target_probs", "behavior_probs", "q_values")
+    floor_fns = {
+        False: jax.jit(lambda r, a, m, p, b: jnp.sum(r) + jnp.sum(a) + jnp.sum(m) + jnp.sum(p) + jnp.sum(b)),
+        True: jax.jit(lambda r, a, m, p, b, q: jnp.sum(r) + jnp.sum(a) + jnp.sum(m) + jnp.sum(p) + jnp.sum(b) + jnp.sum(q)),
+    }
+    floors, host_floors = {}, {}
+    for reads_q, f in floor_fns.items():
+        args = [dev[k] for k in keys[: 6 if reads_q else 5]]
+        floors[reads_q] = harness.time_jit(f, *args, repeats=repeats)[0].as_dict()
+        host = [data[k] for k in keys[: 6 if reads_q else 5]]
+        host_floors[reads_q] = harness.time_calls(lambda: f(*host), repeats=repeats)[0].as_dict()
+
+    def call(src, name, validate):
+        est = tuple(fd.ESTIMATORS_FROM_DISTRIBUTIONS) if name == "all" else (name,)
+        q = src["q_values"] if name in _READS_Q else None
+        return lambda: fd.estimate_all(
+            src["rewards"], src["actions"], src["mask"], src["target_probs"], GAMMA,
+            behavior_probs=src["behavior_probs"], q_values=q, estimators=est, validate=validate,
+        )
+
+    out = {}
+    for name in DIST_ROWS:
+        row = {}
+        for label, src, validate in (("e2e", data, True), ("novalidate", data, False), ("device", dev, False)):
+            timing, value = harness.time_calls(call(src, name, validate), repeats=repeats)
+            row[label] = timing.as_dict()
+        res = value.as_dict()
+        row["value"] = float(res[name]) if name != "all" else {k: float(v) for k, v in res.items()}
+        row["compile_s"] = row["e2e"]["first_call_s"] - row["e2e"]["run_s"]
+        row["floor"] = floors[name in _READS_Q]
+        row["floor_host"] = host_floors[name in _READS_Q]
+        out[name] = row
+    return out
+
+
+def scope_dist_worker(npz_path: str, repeats: int) -> dict:
+    from scope_rl.ope import discrete
+
+    z = np.load(npz_path)
+    n, t, a = z["q_values"].shape
+    kw = dict(
+        step_per_trajectory=int(t),
+        action=z["actions"].reshape(-1).astype(np.int64),
+        reward=z["rewards"].reshape(-1).astype(np.float64),
+        pscore=z["behavior_probs"].reshape(-1).astype(np.float64),
+        evaluation_policy_action_dist=z["target_probs"].reshape(n * t, a).astype(np.float64),
+        state_action_value_prediction=z["q_values"].reshape(n * t, a).astype(np.float64),
+        gamma=float(GAMMA),
+    )
+    out = {}
+    for name, cls in DIST_ROWS.items():
+        if cls is None:
+            continue
+        est = getattr(discrete, cls)()
+        timing, value = harness.time_calls(lambda: est.estimate_policy_value(**kw), repeats=repeats)
+        out[name] = {**timing.as_dict(), "value": float(value), "class": cls}
+    return out
+
+
+def bench_dist_scope(peer_python, data, repeats):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "dist.npz")
+        np.savez(path, **data)
+        return harness.run_peer(
+            peer_python, os.path.abspath(__file__), ["--scope-dist-worker", path, "--repeats", str(repeats)]
+        )
+
+
+def run_distributions(sizes, repeats, peer):
+    rows = []
+    for n, t, a in sizes:
+        data = make_dist_data(n, t, a)
+        row = {"N": n, "T": t, "A": a, "jax": bench_dist_jax(data, repeats)}
+        if peer:
+            row["scope_rl"], row["scope_rl_error"] = bench_dist_scope(peer, data, min(repeats, 3))
+        else:
+            row["scope_rl"], row["scope_rl_error"] = None, "no --peer-python"
+        rows.append(row)
+        print(f"done distributions N={n} T={t} A={a}", flush=True)
+    lines = [
+        "",
+        "## From action distributions: arrays -> estimate",
+        "",
+        "Times in ms (median). `e2e`: offrl_jax from numpy arrays, host checks included; `no checks`: "
+        "without them; `device`: from arrays already on the device, no checks; `compile`: first call "
+        "minus a run. `floor`: a jitted sum over the inputs the estimator reads, from device arrays, and "
+        "`host floor`: the same sum called on the numpy arrays (it includes copying them to the device, "
+        "as e2e does). `x SCOPE-RL` = SCOPE-RL / e2e; `device / floor`; `e2e / host floor`. `diff` = "
+        "relative difference from SCOPE-RL's value.",
+        "",
+    ]
+    table = []
+    for row in rows:
+        for name in DIST_ROWS:
+            j = row["jax"][name]
+            s = (row["scope_rl"] or {}).get(name)
+            e2e, nov, dev = (1e3 * j[k]["run_s"] for k in ("e2e", "novalidate", "device"))
+            fl = 1e3 * j["floor"]["run_s"]
+            hfl = 1e3 * j["floor_host"]["run_s"]
+            diff = "-" if s is None else f"{abs(j['value'] - s['value']) / max(abs(s['value']), 1e-12):.1e}"
+            table.append([
+                row["N"], row["T"], row["A"], name, f"{e2e:.1f}", f"{nov:.1f}", f"{dev:.1f}",
+                f"{1e3 * j['compile_s']:.0f}", "-" if s is None else f"{1e3 * s['run_s']:.0f}",
+                "-" if s is None else f"{1e3 * s['run_s'] / e2e:.1f}", f"{fl:.1f}", f"{hfl:.1f}",
+                f"{dev / fl:.2f}", f"{e2e / hfl:.2f}", diff,
+            ])
+    lines += harness.markdown_table(
+        ["N", "T", "A", "estimator", "e2e ms", "no checks ms", "device ms", "compile ms", "SCOPE-RL ms",
+         "x SCOPE-RL", "floor ms", "host floor ms", "device / floor", "e2e / host floor", "diff"],
+        table,
+    )
+    errs = sorted({r["scope_rl_error"] for r in rows if r["scope_rl_error"]})
+    if errs:
+        lines += ["", f"SCOPE-RL not run: {errs}"]
+    return rows, lines
+
+
 def _fmt_mem(b):
     return "-" if b is None else f"{b / 2**20:.0f}"
 
@@ -149,10 +313,16 @@ def _fmt_mem(b):
 def main():
     ap = harness.make_parser(__doc__, quick_repeats=5, repeats=5)
     ap.add_argument("--scope-worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--scope-dist-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--sizes", default=None, help="e.g. 100000x100,1000x10 (default: the full grid)")
+    ap.add_argument("--dist-sizes", default=None, help="N x T x A of the action-distribution part, e.g. 100000x100x4")
+    ap.add_argument("--part", default="all", choices=("all", "arrays", "distributions"))
     args = harness.parse_args(ap)
     if args.scope_worker:
         harness.emit_peer_result(scope_worker(args.scope_worker, args.repeats))
+        return
+    if args.scope_dist_worker:
+        harness.emit_peer_result(scope_dist_worker(args.scope_dist_worker, args.repeats))
         return
 
     if args.sizes:
@@ -161,6 +331,14 @@ def main():
         sizes = [(1000, 10), (1000, 100)]
     else:
         sizes = [(n, t) for n in (1000, 10_000, 100_000) for t in (10, 100, 1000) if n * t <= 10_000_000]
+    if args.part == "distributions":
+        sizes = []
+    if args.dist_sizes:
+        dist_sizes = [tuple(int(v) for v in item.split("x")) for item in args.dist_sizes.split(",")]
+    else:
+        dist_sizes = [(20_000, 100, 4)] if args.quick else [(100_000, 100, 4)]
+    if args.part == "arrays":
+        dist_sizes = []
     fns = jax_functions()
     meta = harness.metadata("float32")
     peer, peer_reason = harness.resolve_peer_python(args.peer_python)
@@ -211,9 +389,16 @@ def main():
     errs = sorted({r["scope_rl_error"] for r in rows if r["scope_rl_error"]})
     if errs:
         lines += ["", f"SCOPE-RL not run: {errs}"]
-    settings = {"gamma": GAMMA, "sizes": [list(s) for s in sizes], "repeats": args.repeats,
-                "peer_python": peer, "quick": args.quick}
-    harness.write_results("ope_speed", rows, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
+    if not rows:
+        lines = lines[:3]
+    dist_rows = []
+    if dist_sizes:
+        dist_rows, dist_lines = run_distributions(dist_sizes, min(args.repeats, 5), peer)
+        lines += dist_lines
+    settings = {"gamma": GAMMA, "sizes": [list(s) for s in sizes], "dist_sizes": [list(s) for s in dist_sizes],
+                "repeats": args.repeats, "peer_python": peer, "quick": args.quick, "part": args.part}
+    results = {"arrays": rows, "distributions": dist_rows}
+    harness.write_results("ope_speed", results, lines, meta=meta, settings=settings, out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@
   :mod:`.bootstrap`: percentile and BCa bootstrap; :mod:`.hcope`: the high-confidence lower
   bound of Thomas, Theocharous & Ghavamzadeh 2015;
 * :mod:`.many`: every estimator for K candidate policies on one dataset, one vmapped call;
+* :mod:`.from_distributions`: every estimator from target action distributions ``[N, T, A]``,
+  logged actions, propensities and a Q̂ table, in one fused pass;
 * :mod:`.evaluate`: one call that runs a set of estimators on
   :class:`~offrl_jax.data.Trajectories` and returns a table.
 
@@ -30,6 +32,20 @@ from offrl_jax.ope.doubly_robust import (
     weighted_doubly_robust_with_info,
 )
 from offrl_jax.ope.evaluate import ESTIMATORS, EvaluationRow, EvaluationTable, evaluate
+from offrl_jax.ope.from_distributions import (
+    DistributionEstimates,
+    DistributionTerms,
+    direct_method_from_distributions,
+    distribution_terms,
+    doubly_robust_from_distributions,
+    estimate_all_from_distributions,
+    magic_from_distributions,
+    per_decision_is_from_distributions,
+    trajectory_is_from_distributions,
+    weighted_doubly_robust_from_distributions,
+    weighted_is_from_distributions,
+    weighted_per_decision_is_from_distributions,
+)
 from offrl_jax.ope.hcope import HCOPEResult, hcope_lower_bound
 from offrl_jax.ope.importance_sampling import (
     WeightedEstimate,
@@ -67,6 +83,18 @@ __all__ = [
     "policy_model_terms",
     "stacked_log_probs",
     "tabular_log_probs",
+    "DistributionEstimates",
+    "DistributionTerms",
+    "direct_method_from_distributions",
+    "distribution_terms",
+    "doubly_robust_from_distributions",
+    "estimate_all_from_distributions",
+    "magic_from_distributions",
+    "per_decision_is_from_distributions",
+    "trajectory_is_from_distributions",
+    "weighted_doubly_robust_from_distributions",
+    "weighted_is_from_distributions",
+    "weighted_per_decision_is_from_distributions",
     "BootstrapInterval",
     "ConfidenceInterval",
     "ESTIMATORS",
