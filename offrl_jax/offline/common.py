@@ -171,6 +171,7 @@ class TanhActor(nn.Module):
 
 def gaussian_log_prob(mean: Array, log_std: Array, actions: Array) -> Array:
     """``[B]`` log N(a; μ, diag σ²) = Σ_j [−½((a_j − μ_j)/σ_j)² − log σ_j − ½ log 2π]."""
+    log_std = jnp.broadcast_to(log_std, mean.shape)
     z = (actions - mean) * jnp.exp(-log_std)
     return jnp.sum(-0.5 * z**2 - log_std - 0.5 * jnp.log(2 * jnp.pi), axis=-1)
 

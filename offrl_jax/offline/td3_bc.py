@@ -139,7 +139,7 @@ def make_update(config: TD3BCConfig) -> Callable:
 
         def critic_loss(params):
             q = critic.apply_fn(params, obs, act_)
-            return jnp.sum(jnp.mean((q - y) ** 2, axis=-1)), q
+            return jnp.sum(jnp.mean((q - y[None]) ** 2, axis=-1)), q
 
         (lc, q), gc = jax.value_and_grad(critic_loss, has_aux=True)(critic.params)
         critic = critic.apply_gradients(grads=gc)
