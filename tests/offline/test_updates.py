@@ -71,7 +71,7 @@ def _data(ds):
 
 
 @pytest.mark.parametrize("lagrangian", [False, True])
-def test_cql_step(tiny, lagrangian, fast_compiles):
+def test_cql_step(tiny, lagrangian):
     cfg = CQLConfig(gamma=G, alpha=0.7, target_action_gap=0.4 if lagrangian else None,
                     alpha_learning_rate=0.01, **COMMON)
     state = cql.make_learner(cfg).init(jax.random.key(0), tiny)
@@ -91,7 +91,7 @@ def test_cql_step(tiny, lagrangian, fast_compiles):
     np.testing.assert_allclose(new.log_alpha, expected_log_alpha, rtol=1e-12)
 
 
-def test_bcq_step(tiny, fast_compiles):
+def test_bcq_step(tiny):
     cfg = BCQConfig(gamma=G, threshold=0.3, **COMMON)
     state = bcq.make_learner(cfg).init(jax.random.key(1), tiny)
     new, metrics = jax.jit(bcq.make_update(cfg))(state, fitted_batch(cfg.fitted, tiny))
@@ -109,7 +109,7 @@ def test_bcq_step(tiny, fast_compiles):
     np.testing.assert_array_equal(bcq.act(cfg, state, jnp.arange(O)), a_star)
 
 
-def test_iql_step(tiny, fast_compiles):
+def test_iql_step(tiny):
     cfg = IQLConfig(gamma=G, expectile=0.8, temperature=2.0, max_weight=3.0, tau=0.25, **COMMON)
     state = iql.make_learner(cfg).init(jax.random.key(2), tiny)
     new, _ = jax.jit(iql.make_update(cfg))(state, tiny)
@@ -132,7 +132,7 @@ def test_iql_step(tiny, fast_compiles):
     _assert_table(new.policy.params, _sgd(state.policy.params, dpi))
 
 
-def test_bc_step(tiny, fast_compiles):
+def test_bc_step(tiny):
     cfg = BCConfig(**COMMON)
     state = bc.make_learner(cfg).init(jax.random.key(3), tiny)
     new, metrics = jax.jit(bc.make_update(cfg))(state, tiny)
@@ -149,7 +149,7 @@ def test_gaussian_log_prob():
     np.testing.assert_allclose(gaussian_log_prob(mean, log_std, x), [ref], rtol=1e-12)
 
 
-def test_td3_bc_step(fast_compiles):
+def test_td3_bc_step():
     """Linear critics Q_i = w_i·[s; a] + c_i and actor π = a_max tanh(W s + b); no target noise,
     actor every step, Adam's first step on each."""
     rng = np.random.default_rng(4)
