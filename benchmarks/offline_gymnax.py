@@ -86,7 +86,8 @@ def main() -> None:
     rows = []
     for env, r in results.items():
         for name, cells in r["methods"].items():
-            rows.append([env, name] + [f"{cells[d]['normalised']:.0f} ± {cells[d]['normalised_se']:.0f}" for d in DATASETS])
+            cells_txt = [f"{cells[d]['normalised']:.0f} ± {cells[d]['normalised_se']:.0f}" for d in DATASETS]
+            rows.append([env, name] + cells_txt)
     lines += harness.markdown_table(header, rows)
     lines += ["", "Reference returns: " + "; ".join(
         f"{env} controller {r['reference']['controller']:.1f}, random {r['reference']['random']:.1f}"

@@ -284,8 +284,8 @@ class ControlMethod(NamedTuple):
 
 def control_methods(num_actions: int, gamma: float = 0.99, *, num_steps: int = 5000, batch_size: int = 256,
                     hidden_sizes: tuple = (64, 64), learning_rate: float = 1e-3, target_update_period: int = 500,
-                    cql_alpha: float = 1.0, bcq_threshold: float = 0.3, names: Sequence[str] = ("BC", "CQL", "BCQ", "IQL"),
-                    ) -> Dict[str, ControlMethod]:
+                    cql_alpha: float = 1.0, bcq_threshold: float = 0.3,
+                    names: Sequence[str] = ("BC", "CQL", "BCQ", "IQL")) -> Dict[str, ControlMethod]:
     """BC, CQL, BCQ and IQL (and FQI) with MLPs on vector observations, shared settings (Adam)."""
     shared = dict(hidden_sizes=tuple(hidden_sizes), num_steps=num_steps, batch_size=batch_size,
                   learning_rate=learning_rate)

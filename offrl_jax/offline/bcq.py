@@ -44,6 +44,7 @@ from offrl_jax.offline.common import (
 from offrl_jax.policies import categorical_log_prob
 
 Array = Any
+_FITTED_FIELDS = ("step", "apply_fn", "params", "tx", "opt_state", "target_params", "key")
 
 __all__ = ["BCQConfig", "BCQState", "BCQMetrics", "allowed_actions", "make_update", "make_learner",
            "make_train", "q_values", "act"]
@@ -163,7 +164,7 @@ def make_learner(config: BCQConfig) -> Learner:
         base = init_state(key, fq, data)
         beh = new_state(jax.random.fold_in(key, 1), logits_network(config), (data.observations[:1],),
                         make_optimizer(config.learning_rate, config.optimizer))
-        fields = {k: getattr(base, k) for k in ("step", "apply_fn", "params", "tx", "opt_state", "target_params", "key")}
+        fields = {k: getattr(base, k) for k in _FITTED_FIELDS}
         return BCQState(**fields, behavior=beh)
 
     return scan_learner(init, make_update(config), config.num_steps, config.batch_size,

@@ -12,7 +12,7 @@ penalty weight is ``alpha``; with ``target_action_gap`` τ set, α is tuned by t
 max_{α ≥ 0} α (gap − τ) (gradient steps on log α), raising α while the gap exceeds τ. α = 0 is
 exactly the FQI loop of :func:`offrl_jax.fitted.make_train` (same init, same minibatches).
 See "Conservative Q-Learning for Offline Reinforcement Learning", Kumar, Zhou, Tucker & Levine
-2020 (eqs. 4 and 30; our α multiplies the penalty only, as in their discrete Atari version).
+2020 (the CQL(H) regulariser; our α multiplies the penalty only, as in their discrete Atari version).
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from flax import struct
 from offrl_jax.core import Learner, config_field, train_from_learner
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QTrainState, init_state, regression_loss
-from offrl_jax.fitted.loop import refresh_target
+from offrl_jax.fitted.loop import fitted_batch, refresh_target
 from offrl_jax.fitted.targets import td_targets
 from offrl_jax.offline.common import check_common, scan_learner, take, validate_offline_data
-from offrl_jax.fitted.loop import fitted_batch
 
 Array = Any
+_FITTED_FIELDS = ("step", "apply_fn", "params", "tx", "opt_state", "target_params", "key")
 
 __all__ = ["CQLConfig", "CQLState", "CQLMetrics", "make_update", "make_learner", "make_train",
            "q_values", "act"]
@@ -171,7 +171,7 @@ def make_learner(config: CQLConfig) -> Learner:
         base = init_state(key, fq, data)
         dtype = jnp.dtype(config.dtype)
         log_alpha = jnp.log(jnp.asarray(config.alpha, dtype)) if config.alpha > 0 else jnp.asarray(-jnp.inf, dtype)
-        fields = {k: getattr(base, k) for k in ("step", "apply_fn", "params", "tx", "opt_state", "target_params", "key")}
+        fields = {k: getattr(base, k) for k in _FITTED_FIELDS}
         return CQLState(**fields, log_alpha=log_alpha, alpha_opt_state=_alpha_optimizer(config).init(log_alpha))
 
     return scan_learner(init, make_update(config), config.num_steps, config.batch_size,

@@ -10,8 +10,8 @@ with Q̄ a Polyak average of Q_θ (rate ``tau``) and V, the freshly updated ψ, 
 steps. The expectile κ → 1 makes V approach max over actions *in the data's support*, so no
 action outside the data is ever evaluated; κ = 0.5 is SARSA-style evaluation of the behaviour
 policy. π is a softmax over actions (discrete) or a Gaussian (continuous). See "Offline
-Reinforcement Learning with Implicit Q-Learning", Kostrikov, Nair & Levine 2022 (eqs. 5-7; we
-use one Q-network where the paper takes the minimum of two).
+Reinforcement Learning with Implicit Q-Learning", Kostrikov, Nair & Levine 2022 (we use one
+Q-network where the paper takes the minimum of two).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Actor, every ``policy_delay`` steps (then the Polyak refresh of all targets at r
     λ = α / ((1/B) Σ_m |Q_θ1(s_m, π(s_m))|)   (no gradient through λ)
     L(φ) = −λ (1/B) Σ_m Q_θ1(s_m, π_φ(s_m)) + (1/B) Σ_m ‖π_φ(s_m) − a_m‖²
 
-See "A Minimalist Approach to Offline Reinforcement Learning", Fujimoto & Gu 2021 (eq. 3), on
+See "A Minimalist Approach to Offline Reinforcement Learning", Fujimoto & Gu 2021, on
 "Addressing Function Approximation Error in Actor-Critic Methods", Fujimoto, van Hoof & Meger
 2018 (TD3). The paper also normalises observations by the dataset's mean and std; do that when
 building the data. Our squared error sums over action dimensions (the paper averages).
