@@ -7,6 +7,7 @@ checkpoints are the generic trainer's, exactly as for FQE.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from offrl_jax.data import Transitions
@@ -27,6 +28,12 @@ _MODULES = {
 }
 
 
+@functools.lru_cache(maxsize=64)
+def _learner(config: Any):
+    """One learner per config, so trainers of equal configs share their compiled programs."""
+    return _MODULES[type(config)].make_learner(config)
+
+
 class OfflineTrainer(Trainer):
     """Trains any :mod:`offrl_jax.offline` method in jitted chunks.
 
@@ -45,7 +52,7 @@ class OfflineTrainer(Trainer):
             raise ValueError(f"config: expected one of {names}, found {type(config).__name__}")
         validate_offline_data(config, data)
         self.module = module
-        super().__init__(module.make_learner(config), data, config=config, **kwargs)
+        super().__init__(_learner(config), data, config=config, **kwargs)
 
     def act(self, observations: Array) -> Array:
         """The learned policy's evaluation actions (greedy / mode / mean) at ``observations``."""
