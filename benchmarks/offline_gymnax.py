@@ -9,7 +9,7 @@ Monte Carlo (undiscounted return, episodes to termination or the time limit). No
 = 100 (R - R_random) / (R_controller - R_random), with R_controller (epsilon 0) and R_random
 (epsilon 1) measured in the same run.
 
-Usage: python benchmarks/offline_gymnax.py [--quick] [--out DIR] [--tasks CartPole-v1,...]
+Usage: python benchmarks/offline_gymnax.py [--quick] [--out DIR] [--tasks CartPole-v1,...] [--steps N]
 (--quick: CartPole only, fewer steps; the full run is meant for an accelerator.)
 Writes benchmarks/results/offline_gymnax[_quick].{json,md}.
 """
@@ -42,10 +42,11 @@ def _reference(env, epsilon, n):
 def main() -> None:
     parser = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
     parser.add_argument("--tasks", default=None, help="comma-separated gymnax ids")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 1000 quick, 20000 full)")
     args = harness.parse_args(parser)
     tasks = tuple(args.tasks.split(",")) if args.tasks else (("CartPole-v1",) if args.quick else TASKS)
     seeds = 5
-    steps = 1000 if args.quick else 20_000
+    steps = args.steps or (1000 if args.quick else 20_000)
     m = 5000 if args.quick else 50_000
     episodes = 300 if args.quick else 2000
     n_eval = 10 if args.quick else 50
