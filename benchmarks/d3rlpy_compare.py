@@ -14,6 +14,7 @@ policies (d3rlpy's weights copied into the same flax network and policy rule) ar
 Monte Carlo on gymnax CartPole (undiscounted score).
 
 Usage: python benchmarks/d3rlpy_compare.py [--quick] [--out DIR] [--peer-python PATH]
+       [--speed-steps N] [--train-steps N] [--seeds N]
 Writes benchmarks/results/d3rlpy_compare[_quick].{json,md}.
 """
 
@@ -133,6 +134,9 @@ def _evaluate(act, params_list, episodes):
 def main() -> None:
     ap = harness.make_parser(__doc__, quick_repeats=2, repeats=3)
     ap.add_argument("--worker", nargs=6, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--speed-steps", type=int, default=None, help="steps per timed fit (default 300 quick, 2000)")
+    ap.add_argument("--train-steps", type=int, default=None, help="steps per seed for returns (default 1000, 10000)")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds for returns (default 3 quick, 5)")
     args = harness.parse_args(ap)
     if args.worker:
         path, algo, speed, reps, train, seeds = args.worker
@@ -147,9 +151,9 @@ def main() -> None:
     from offrl_jax.offline.bcq import allowed_actions
 
     quick = args.quick
-    speed_steps = 300 if quick else 2000
-    train_steps = 1000 if quick else 10_000
-    seeds = 3 if quick else 5
+    speed_steps = args.speed_steps or (300 if quick else 2000)
+    train_steps = args.train_steps or (1000 if quick else 10_000)
+    seeds = args.seeds or (3 if quick else 5)
     episodes = 100 if quick else 400
     eval_episodes = 20 if quick else 100
     meta = harness.metadata("float32")
