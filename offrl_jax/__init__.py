@@ -9,8 +9,10 @@ from typing import Any
 
 __version__ = "0.2.0"
 
-_SUBPACKAGES = ("core", "data", "envs", "experiments", "fitted", "linear", "mis", "ope", "pg", "policies", "trainers")
-_SUBPACKAGES += ("selection",)
+_SUBPACKAGES = (
+    "behavior", "core", "data", "envs", "experiments", "fitted", "formats", "linear", "mis", "offline",
+    "ope", "pg", "policies", "selection", "trainers",
+)
 
 __all__ = ["Trajectories", "Transitions", *_SUBPACKAGES, "__version__"]
 
