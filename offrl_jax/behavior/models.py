@@ -34,6 +34,7 @@ import numpy as np
 import optax
 from flax import struct
 
+from offrl_jax.core.sharding import shard_batch
 from offrl_jax.core.learner import Learner, config_field, train_from_learner
 from offrl_jax.core.validation import check_positive_float, check_positive_int
 
@@ -342,7 +343,8 @@ def make_learner(config: BehaviorConfig) -> Learner:
         else:
             idx = data.train_idx[jax.random.randint(k, (config.batch_size,), 0, data.num_train)]
             w = jnp.ones((config.batch_size,), dtype)
-        obs, act = data.observations[idx], data.actions[idx]
+        # Under a sharded mesh the minibatch is split over the devices (data-parallel training).
+        obs, act, w = shard_batch((data.observations[idx], data.actions[idx], w))
         nll, grads = jax.value_and_grad(loss_fn)(state.params, state.obs_mean, state.obs_scale, obs, act, w)
         updates, opt_state = opt.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)

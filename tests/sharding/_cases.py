@@ -120,6 +120,20 @@ def fqe_case(d: dict):
     return train(jax.random.key(5), fqe_data(d)).state.params
 
 
+def behavior_case(d: dict):
+    """A short minibatch behaviour-policy fit (data-parallel when ``d`` is sharded): parameters."""
+    from offrl_jax.behavior import BehaviorConfig, behavior_data
+    from offrl_jax.behavior import make_train as make_behavior_train
+
+    obs = jax.nn.one_hot(d["states"].reshape(-1), S)
+    act = d["actions"].reshape(-1)
+    rows = np.arange(obs.shape[0])
+    config = BehaviorConfig(num_actions=A, hidden_sizes=(8,), num_steps=40, batch_size=16, eval_every=20,
+                            patience=None)
+    data = behavior_data(obs, act, rows, rows[:16])
+    return make_behavior_train(config)(jax.random.key(4), data).state.params
+
+
 def fqe_seeds():
     return make_train_seeds(make_train(FQE_CONFIG, jnp.asarray(target_policy())))
 
