@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import jax
 import numpy as np
@@ -61,9 +60,8 @@ def main() -> None:
         results[env] = {"reference": ref, "methods": {}}
         for name, method in methods.items():
             fn = jax.jit(lambda k, ek, d, method=method, env=env: fs.train_and_evaluate(k, ek, d, env, method, n_eval))
-            t0 = time.perf_counter()
-            ret = np.asarray(fn(keys, jax.random.key(123), data))  # [D, S, E]
-            timing[f"{env} {name}"] = time.perf_counter() - t0
+            ret, timing[f"{env} {name}"] = harness.timed_call(fn, keys, jax.random.key(123), data)
+            ret = np.asarray(ret)  # [D, S, E]
             per_seed = ret.mean(-1)  # [D, S]
             norm = 100 * (per_seed - ref["random"]) / (ref["controller"] - ref["random"])
             results[env]["methods"][name] = {

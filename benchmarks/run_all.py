@@ -93,7 +93,7 @@ def run_script(name: str, flags: Sequence[str], *, folder: str = HERE, out: str,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     command = [python, "-u", os.path.join(folder, name + ".py"), *flags, "--out", out]
     before = _markdown_files(out)
-    t0 = time.perf_counter()
+    t0 = time.monotonic()
     tail: List[str] = []
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     timer = threading.Timer(timeout, proc.kill) if timeout is not None else None
@@ -108,9 +108,9 @@ def run_script(name: str, flags: Sequence[str], *, folder: str = HERE, out: str,
     finally:
         if timer is not None:
             timer.cancel()
-    if timeout is not None and returncode != 0 and time.perf_counter() - t0 >= timeout:
+    if timeout is not None and returncode != 0 and time.monotonic() - t0 >= timeout:
         returncode = None  # stopped by the timer
-    return ScriptRun(name, returncode, time.perf_counter() - t0, tail, _written(before, out))
+    return ScriptRun(name, returncode, time.monotonic() - t0, tail, _written(before, out))
 
 
 def _cut(line: str, width: int = 300) -> str:
