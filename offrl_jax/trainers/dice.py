@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 import flax.linen as nn
 import jax
 
-from offrl_jax.mis.dice import DiceConfig, DiceEstimate, dice_estimate, dice_weights, make_learner
+from offrl_jax.mis.dice import DiceConfig, DiceEstimate, dice_estimate, dice_weights, make_learner, validate_data
 from offrl_jax.mis.dice_data import DiceData
 from offrl_jax.trainers.base import Callback, Trainer
 
@@ -51,6 +51,7 @@ class DiceTrainer(Trainer):
     ):
         if not isinstance(data, DiceData):
             raise ValueError(f"data: expected a DiceData (see DiceData.create), found {type(data).__name__}")
+        validate_data(config, data, weight_net, critic_net)  # the host checks make_train's train runs
         super().__init__(
             make_learner(config, weight_net, critic_net),
             data,

@@ -97,3 +97,16 @@ def test_trainer_validates(data, straight):
         DiceTrainer(CFG, NET, NET, {"observations": 1})
     with pytest.raises(ValueError, match="steps"):
         straight[0].fit(0)
+
+
+
+def test_trainer_checks_the_data_like_train(data):
+    """The trainer runs the same host checks as make_train's train: a NaN reward is named."""
+    import dataclasses
+
+    import numpy as np
+
+    rewards = np.array(data.rewards, dtype=np.float64)
+    rewards[0] = np.nan
+    with pytest.raises(ValueError, match="rewards"):
+        DiceTrainer(CFG, NET, NET, dataclasses.replace(data, rewards=rewards), progress=False)
