@@ -78,19 +78,34 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_evaluate(sub) -> None:
     """``offrl-jax evaluate``: a user's own logs and target policy -> estimates (see
     :mod:`offrl_jax.experiments.evaluate_logs`)."""
-    e = sub.add_parser("evaluate", help="evaluate a target policy on your own logs (npz, d3rlpy, Minari, SCOPE-RL, OBP)")
+    e = sub.add_parser(
+        "evaluate", help="evaluate a target policy on your own logs (npz, d3rlpy, Minari, SCOPE-RL, OBP)",
+        description="Estimates the value of a target policy from logged trajectories, with intervals, importance-weight "
+                    "diagnostics and warnings. Discrete actions ([N, T] ints) or continuous ones (float [N, T, d]).",
+    )
     e.add_argument("data", help="logs file (.npz in our layout or a d3rlpy/Minari/SCOPE-RL/OBP export, .pkl, .h5)")
     e.add_argument("--target", required=True,
-                   help="target policy: .npy/.npz of per-step action probabilities [N, T, A], or module:function(observations) -> [N, T, A]")
+                   help="target policy. Discrete actions: .npy/.npz of per-step action probabilities [N, T, A], or "
+                        "module:function(observations [N, T, ...]) -> probabilities [N, T, A] (with --q-hat fqe on vector "
+                        "observations it is also called on the next observations). Continuous actions: .npy/.npz of the "
+                        "log-densities log pi(a_t|s_t) of the logged actions [N, T], or module:function(observations "
+                        "[N, T, ...], actions [N, T, d]) -> log-densities [N, T]. Arrays are numpy; padded steps are "
+                        "zeros and ignored")
     e.add_argument("--gamma", type=float, default=1.0, help="discount in [0, 1] (default 1)")
     e.add_argument("--propensities", default=None,
-                   help="behaviour probabilities file, [N, T] at the logged actions or [N, T, A]; default: from the logs, else estimated")
+                   help="behaviour policy file: discrete actions, probabilities [N, T] at the logged actions or [N, T, A]; "
+                        "continuous actions, log-densities [N, T] of the logged actions. Default: from the logs, else "
+                        "estimated and cross-fitted by trajectory")
     e.add_argument("--behavior-model", default="auto", choices=("auto", "tabular", "linear", "mlp"),
-                   help="model of the estimated behaviour policy (default auto: tabular for integer observations, else mlp)")
+                   help="model of the estimated behaviour policy (default auto: tabular for integer observations and "
+                        "discrete actions, else mlp; continuous actions: a state-dependent diagonal Gaussian, linear or mlp)")
     e.add_argument("--folds", type=_int_at_least(2, ">= 2"), default=5, help="cross-fitting folds of trajectories (default 5)")
     e.add_argument("--q-hat", default="none",
-                   help="Q-hat for DM/DR/WDR/MAGIC: none (default), model (cross-fitted tabular model), fqe (cross-fitted tabular FQE, slower) or a file [N, T, A]")
-    e.add_argument("--fqe-steps", type=_int_at_least(1, ">= 1"), default=None, help="FQE gradient steps per fold")
+                   help="Q-hat for DM/DR/WDR/MAGIC: none (default); model (tabular model, integer observations) and fqe "
+                        "(discrete actions: tabular FQE for integer observations, neural FQE for vector ones), both "
+                        "cross-fitted over two folds of trajectories; or a file: Q-hat [N, T, A], or an .npz with q_taken "
+                        "and v_hat [N, T] (the only Q-hat for continuous actions)")
+    e.add_argument("--fqe-steps", type=_int_at_least(1, ">= 1"), default=None, help="FQE gradient steps per fold (default 50 (2T + 20))")
     e.add_argument("--estimators", default=None,
                    help="comma-separated subset of is,pdis,wis,wpdis,dm,dr,wdr,magic (default: all that apply)")
     e.add_argument("--confidence", type=_level, default=0.95, help="interval level in (0, 1) (default 0.95)")
