@@ -105,6 +105,10 @@ def _add_evaluate(sub) -> None:
                         "(discrete actions: tabular FQE for integer observations, neural FQE for vector ones), both "
                         "cross-fitted over two folds of trajectories; or a file: Q-hat [N, T, A], or an .npz with q_taken "
                         "and v_hat [N, T] (the only Q-hat for continuous actions)")
+    e.add_argument("--target-sampler", default=None,
+                   help="continuous actions with --q-hat fqe: module:function naming a JAX function sample(key, "
+                        "observations [B, D]) -> actions [B, d], one draw from the target per row (jax.numpy, traced "
+                        "inside the jitted FQE loop)")
     e.add_argument("--fqe-steps", type=_int_at_least(1, ">= 1"), default=None, help="FQE gradient steps per fold (default 50 (2T + 20))")
     e.add_argument("--estimators", default=None,
                    help="comma-separated subset of is,pdis,wis,wpdis,dm,dr,wdr,magic (default: all that apply)")
@@ -128,6 +132,7 @@ def _evaluate(args) -> int:
             behavior_model=args.behavior_model, num_folds=args.folds, q_hat=args.q_hat, fqe_steps=args.fqe_steps,
             confidence=args.confidence, seed=args.seed, out=args.out, figure=not args.no_figure, quiet=args.quiet,
             format=args.format, unknown_next=args.unknown_next, estimators=args.estimators,
+            target_sampler=args.target_sampler,
         )
     except ValueError as e:
         print(f"offrl-jax evaluate: error: {str(e).splitlines()[0] if str(e) else e!r}", file=sys.stderr)

@@ -44,6 +44,7 @@ __all__ = [
     "optional_array",
     "discrete_actions",
     "taken",
+    "user_function",
 ]
 
 
@@ -114,14 +115,17 @@ def continuous_actions(traj: Trajectories) -> bool:
     return a.ndim == 2 and bool(np.any(a[np.asarray(traj.mask) > 0] != np.round(a[np.asarray(traj.mask) > 0])))
 
 
-def _user_function(spec: str):
-    module, _, fn = spec.partition(":")
+def user_function(spec: str, name: str = "target"):
+    """The function ``module:function`` names (the current folder importable)."""
+    module, colon, fn = spec.partition(":")
+    if not colon or not module or not fn:
+        raise ValueError(f"{name}: expected module:function, found {spec!r}")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         return getattr(importlib.import_module(module), fn)
     except (ImportError, AttributeError) as e:
-        raise ValueError(f"target: cannot import {spec!r} ({e})") from None
+        raise ValueError(f"{name}: cannot import {spec!r} ({e})") from None
 
 
 def _is_function(spec: str) -> bool:
@@ -134,7 +138,7 @@ def _is_function(spec: str) -> bool:
 
 def call_target(spec: str, *args: Any, what: str = "observations") -> Any:
     """Calls the user's ``module:function`` on host arrays; its failure becomes one line."""
-    func = _user_function(spec)
+    func = user_function(spec)
     try:
         return func(*(np.asarray(a) for a in args))
     except Exception as e:  # the user's function failed: say where, in one line

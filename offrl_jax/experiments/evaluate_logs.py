@@ -27,8 +27,9 @@ Continuous actions: the estimators read only the ratios π(a_t|s_t)/β(a_t|s_t),
 depend on the units of the actions; log-densities can be positive, so both are shifted per step
 by max(log π, log β) before they enter the estimators (the ratio is unchanged). DM/DR/WDR/MAGIC
 need Q̂ under the target, which FQE for continuous actions gets from actions sampled from the
-target at every next observation; this command takes no such sampler, so for continuous actions
-Q̂ comes only from a file of ``q_taken`` and ``v_hat`` ``[N, T]``.
+target at every next observation: ``--target-sampler module:function`` names a JAX function
+``sample(key, observations [B, D]) -> actions [B, d]`` (traced inside the jitted FQE loop); without
+one, Q̂ for continuous actions comes only from a file of ``q_taken`` and ``v_hat`` ``[N, T]``.
 
 User errors raise ``ValueError`` naming the field; the CLI prints them on one line (exit 2).
 """
@@ -48,7 +49,13 @@ from offrl_jax.core import weight_diagnostics
 from offrl_jax.core.validation import check_mask
 from offrl_jax.data import Trajectories
 from offrl_jax.experiments import evaluate_inputs as inputs
-from offrl_jax.experiments.evaluate_q import load_q_file, tabular_q_terms, target_next_probs, vector_fqe_terms
+from offrl_jax.experiments.evaluate_q import (
+    continuous_fqe_terms,
+    load_q_file,
+    tabular_q_terms,
+    target_next_probs,
+    vector_fqe_terms,
+)
 from offrl_jax.experiments.evaluate_report import report_markdown, warnings_for, write_report
 from offrl_jax.ope import evaluate
 
@@ -77,6 +84,7 @@ def run_evaluate(
     format: str = "auto",
     unknown_next: str = "keep",
     estimators: Optional[str] = None,
+    target_sampler: Optional[str] = None,
 ) -> dict:
     """Evaluates a target policy on a user's logs; returns the report (see the module docstring).
 
@@ -106,6 +114,9 @@ def run_evaluate(
         step stays, with its own observation standing in for the unrecorded s').
       estimators: comma-separated names (``is,pdis,wis,wpdis,dm,dr,wdr,magic``); default: the
         importance-sampling four, and the model-based four with a Q̂.
+      target_sampler: continuous actions with ``q_hat="fqe"``: ``module:function`` naming a JAX
+        function ``sample(key, observations [B, D]) -> actions [B, d]``, one draw from π(·|s)
+        per row (traced inside the jitted FQE loop).
 
     Returns:
       a dict: ``estimates`` (rows), ``weights``, ``behavior``, ``warnings``, ``notes``,
@@ -132,7 +143,7 @@ def run_evaluate(
     if q_hat not in ("none", "fqe", "model") and not os.path.isfile(q_hat):
         raise ValueError(f"q-hat: expected none, model, fqe or an .npy/.npz file, found {q_hat!r} (no such file)")
     continuous = inputs.continuous_actions(traj)
-    _check_q_hat(q_hat, continuous, np.asarray(traj.observations), n)
+    _check_q_hat(q_hat, continuous, np.asarray(traj.observations), n, target_sampler, float(gamma))
     args = (traj, mask, target, propensities, behavior_model, int(num_folds), jax.random.fold_in(key, 1), progress)
     if continuous:
         tlp, blp, behavior, pi, actions, kind = _continuous(*args)
@@ -141,7 +152,7 @@ def run_evaluate(
     dtype = traj.rewards.dtype
     traj = traj.replace(behavior_log_probs=jnp.asarray(blp, dtype), target_log_probs=jnp.asarray(tlp, dtype))
     terms = _q_terms(q_hat, jax.random.fold_in(key, 2), traj, target, pi, actions, mask, float(gamma), fqe_steps,
-                     notes, progress)
+                     notes, progress, target_sampler)
     names = ("is", "pdis", "wis", "wpdis") + (("dm", "dr", "wdr", "magic") if terms is not None else ())
     if estimators is not None:
         names = _estimator_names(estimators, terms is not None)
@@ -268,12 +279,18 @@ def _ratio_diagnostics(tlp: np.ndarray, blp: np.ndarray, mask: np.ndarray) -> di
                 max_step_log_ratio=float(lr[real].max()), min_step_log_ratio=float(lr[real].min()))
 
 
-def _q_terms(q_hat, key, traj, target, pi, actions, mask, gamma, fqe_steps, notes, progress):
+def _q_terms(q_hat, key, traj, target, pi, actions, mask, gamma, fqe_steps, notes, progress, target_sampler):
     """Cross-fitted Q̂ terms (see :mod:`.evaluate_q`), or None without a Q̂."""
     if q_hat == "none":
         return None
     if q_hat not in ("fqe", "model"):
         return load_q_file(q_hat, pi, actions, mask, traj.rewards.dtype)
+    if pi is None:  # continuous actions, fqe with a sampler (checked by _check_q_hat)
+        sampler = inputs.user_function(target_sampler, "target-sampler")
+        act = np.asarray(traj.actions)
+        traj = traj.replace(actions=jnp.asarray(act[..., None] if act.ndim == 2 else act))
+        with progress("fitting Q-hat (cross-fitted neural FQE, actions sampled from the target)"):
+            return continuous_fqe_terms(key, traj, sampler, target_sampler, gamma, fqe_steps)
     obs = np.asarray(traj.observations)
     if obs.ndim == 2 and obs.dtype.kind in "iu":
         what = "tabular FQE" if q_hat == "fqe" else "certainty-equivalence tabular model"
@@ -292,19 +309,26 @@ def _q_terms(q_hat, key, traj, target, pi, actions, mask, gamma, fqe_steps, note
         return vector_fqe_terms(key, traj, pi, pi_next, actions, gamma, fqe_steps)
 
 
-def _check_q_hat(q_hat: str, continuous: bool, obs: np.ndarray, n: int) -> None:
+def _check_q_hat(q_hat: str, continuous: bool, obs: np.ndarray, n: int, target_sampler: Optional[str],
+                 gamma: float) -> None:
     """The ``--q-hat`` choice against the data, before any fitting."""
+    if target_sampler is not None and not (continuous and q_hat == "fqe"):
+        raise ValueError("target-sampler: only used by --q-hat fqe on continuous actions")
     if q_hat not in ("fqe", "model"):
         return
-    if continuous:
-        raise ValueError(
-            f"q-hat: {q_hat!r} needs discrete actions; continuous-action FQE needs actions sampled from the target at "
-            "every next observation, which evaluate does not take: pass an .npz of q_taken and v_hat [N, T], or "
-            "use the importance-sampling estimators (--q-hat none)"
-        )
     if n < 2:
         raise ValueError("q-hat: cross-fitting needs at least 2 trajectories")
     tabular = obs.ndim == 2 and obs.dtype.kind in "iu"
+    if continuous:
+        if q_hat == "model" or target_sampler is None or tabular or obs.ndim != 3:
+            raise ValueError(
+                f"q-hat: {q_hat!r} for continuous actions needs vector observations [N, T, D] and --target-sampler "
+                "module:function (a JAX function sample(key, observations [B, D]) -> actions [B, d]); or pass an .npz "
+                "of q_taken and v_hat [N, T], or use the importance-sampling estimators (--q-hat none)"
+            )
+        if gamma >= 1.0:
+            raise ValueError(f"gamma: FQE for continuous actions needs gamma < 1, found {gamma:g}")
+        return
     if not tabular and (q_hat == "model" or obs.ndim != 3):
         raise ValueError(
             f"q-hat: {q_hat!r} needs integer observations [N, T] (a tabular model), found {obs.dtype} "

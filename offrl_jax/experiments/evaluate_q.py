@@ -17,6 +17,13 @@ al. 2018; Jiang & Li 2016 assume an independent Q̂):
   π(·|s'_T) itself, which a ``module:function`` target gives when called on the next
   observations and a target file may hold as ``target_next_probs`` ``[N, T, A]`` (else the last
   step's own probabilities stand in, with a note);
+* vector observations and continuous actions, ``fqe`` with a target sampler: the same neural FQE
+  with the sampled target rule y = r + γ d (1/K) Σ_k Q̄(s', a'_k), a'_k ~ π(·|s') (K = 1 per
+  step; :func:`offrl_jax.fitted.sampled_fqe_targets`), the Q-network reading [s; a], and
+  V̂(s_t) = (1/K) Σ_k Q̂(s_t, a_k) over K = 32 draws. The sampler is the user's JAX function
+  ``sample(key, observations [B, D]) -> actions [B, d]``, traced inside the jitted training loop;
+  observations are standardised with the whole log's mean and deviation (no outcome enters
+  them) and handed back to it in their own units;
 * a file: Q̂ ``[N, T, A]`` (discrete actions), or an ``.npz`` with ``q_taken`` and ``v_hat``
   ``[N, T]`` (Q̂(s_t, a_t) and V̂(s_t) = E_{a~π} Q̂(s_t, a): any action space).
 """
@@ -33,14 +40,23 @@ import numpy as np
 from offrl_jax.core import ModelTerms, fold_indices, model_terms
 from offrl_jax.data import Trajectories
 from offrl_jax.experiments.evaluate_inputs import load_array, optional_array
-from offrl_jax.fitted import FittedQConfig, make_update, time_aware_transitions, validate_data, with_time
+from offrl_jax.fitted import (
+    FittedQConfig,
+    make_train,
+    make_update,
+    sampled_next_values,
+    time_aware_transitions,
+    validate_data,
+    with_time,
+)
 from offrl_jax.fitted.loop import FittedBatch, init_state
 
 Array = Any
 
-__all__ = ["load_q_file", "tabular_q_terms", "target_next_probs", "vector_fqe_terms"]
+__all__ = ["continuous_fqe_terms", "load_q_file", "tabular_q_terms", "target_next_probs", "vector_fqe_terms"]
 
 HIDDEN_SIZES = (64, 64)
+VALUE_SAMPLES = 32
 
 
 def load_q_file(path: str, pi: Optional[np.ndarray], actions: Optional[np.ndarray], mask: np.ndarray,
@@ -207,3 +223,77 @@ def _padded_batch(config: FittedQConfig, data, next_probs: np.ndarray, size: int
         rewards=pad(data.rewards).astype(dtype), next_observations=pad(data.next_observations).astype(dtype),
         discounts=pad(data.discounts).astype(dtype), next_probs=pad(next_probs).astype(dtype),
     )
+
+
+def continuous_fqe_terms(key, traj: Trajectories, sampler, sampler_name: str, gamma: float,
+                         num_steps: Optional[int]) -> ModelTerms:
+    """Cross-fitted neural FQE terms for vector observations ``[N, T, D]`` and continuous actions
+    ``[N, T, d]``, with the target's JAX sampler ``sample(key, observations [B, D]) -> [B, d]``.
+
+    Args:
+      key: PRNG key (folded with the fold index; the V̂ draws use another fold).
+      traj: the logs (N >= 2), actions ``[N, T, d]``.
+      sampler: the user's function; sampler_name: its ``module:function`` (for errors).
+      gamma: discount in [0, 1).
+      num_steps: gradient steps per fold (default 50 (2T + 20)).
+
+    Returns:
+      :class:`~offrl_jax.core.ModelTerms` ``[N, T]`` in the rewards' dtype.
+    """
+    mask = np.asarray(traj.mask)
+    n, t = mask.shape
+    obs = np.asarray(traj.observations, np.float32).reshape(n, t, -1)
+    next_obs = np.asarray(traj.next_observations, np.float32).reshape(n, t, -1)
+    actions = np.asarray(traj.actions, np.float32)
+    real = obs[mask > 0]
+    mean, scale = real.mean(0), np.where(real.std(0) > 1e-8, real.std(0), 1.0)
+    dim = obs.shape[-1]
+
+    def policy(k, x):  # x: standardised observations with t / T appended, [B, D + 1]
+        lead = (1,) * (x.ndim - 1)
+        return sampler(k, x[..., :dim] * scale.reshape(lead + (dim,)) + mean.reshape(lead + (dim,)))
+
+    folds = fold_indices(n, 2)
+    fits = [np.concatenate([f for j, f in enumerate(folds) if j != k]) for k in range(2)]
+    cfg = FittedQConfig(
+        action_dim=int(actions.shape[-1]), method="fqe", gamma=float(gamma), hidden_sizes=HIDDEN_SIZES,
+        num_steps=50 * (2 * t + 20) if num_steps is None else int(num_steps),
+        batch_size=min(256, min(int(mask[rows].sum()) for rows in fits)), learning_rate=1e-3, optimizer="adam",
+        target_update_period=50,
+    )
+    train = make_train(cfg, policy)
+    x_all = with_time(jnp.asarray((obs - mean) / scale), jnp.arange(t)[None, :], t, encoding="fraction")
+    terms = _continuous_terms_program(policy)
+    q_taken, v_hat = np.zeros((n, t)), np.zeros((n, t))
+    for k, (idx, rows) in enumerate(zip(folds, fits)):
+        fit = traj.replace(observations=jnp.asarray((obs[rows] - mean) / scale),
+                           next_observations=jnp.asarray((next_obs[rows] - mean) / scale),
+                           actions=jnp.asarray(actions[rows]), mask=traj.mask[rows], rewards=traj.rewards[rows],
+                           discounts=traj.discounts[rows], behavior_log_probs=None, target_log_probs=None)
+        data = time_aware_transitions(fit, t, encoding="fraction")
+        data = data.replace(rewards=data.rewards.astype(jnp.float32), discounts=data.discounts.astype(jnp.float32))
+        try:
+            validate_data(cfg, data, policy)
+        except ValueError as e:
+            raise ValueError(f"target-sampler: {sampler_name}: {str(e).splitlines()[0]}") from None
+        except Exception as e:  # the user's function does not trace: say so in one line
+            raise ValueError(f"target-sampler: {sampler_name}(key, observations) cannot run as a JAX function "
+                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        state = train(jax.random.fold_in(key, k), data).state
+        qt, vh = terms(state, x_all, jnp.asarray(actions), jax.random.fold_in(key, 2 + k))
+        q_taken[idx], v_hat[idx] = np.asarray(qt)[idx], np.asarray(vh)[idx]
+    dtype = traj.rewards.dtype
+    return ModelTerms(*(jnp.asarray(np.where(mask > 0, x, 0.0), dtype) for x in (q_taken, v_hat)))
+
+
+def _continuous_terms_program(policy):
+    """Jitted ``(state, x [N, T, D + 1], actions [N, T, d], key) -> (Q̂(s_t, a_t), V̂(s_t))``."""
+
+    def terms(state, x, actions, key):
+        n, t = actions.shape[:2]
+        flat_x, flat_a = x.reshape(n * t, -1), actions.reshape(n * t, -1)
+        q_fn = functools.partial(state.apply_fn, state.params)
+        v = jnp.mean(sampled_next_values(key, q_fn, policy, flat_x, VALUE_SAMPLES), axis=-1)
+        return q_fn(flat_x, flat_a).reshape(n, t), v.reshape(n, t)
+
+    return jax.jit(terms)
