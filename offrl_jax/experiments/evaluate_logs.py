@@ -50,6 +50,7 @@ from offrl_jax.core.validation import check_mask
 from offrl_jax.data import Trajectories
 from offrl_jax.experiments import evaluate_inputs as inputs
 from offrl_jax.experiments.evaluate_q import (
+    check_sampler,
     continuous_fqe_terms,
     load_q_file,
     tabular_q_terms,
@@ -144,6 +145,10 @@ def run_evaluate(
         raise ValueError(f"q-hat: expected none, model, fqe or an .npy/.npz file, found {q_hat!r} (no such file)")
     continuous = inputs.continuous_actions(traj)
     _check_q_hat(q_hat, continuous, np.asarray(traj.observations), n, target_sampler, float(gamma))
+    if target_sampler is not None:  # before any fitting: it must trace, with the right shapes
+        act = np.asarray(traj.actions)
+        check_sampler(inputs.user_function(target_sampler, "target-sampler"), target_sampler,
+                      int(np.prod(np.asarray(traj.observations).shape[2:])), act.shape[-1] if act.ndim == 3 else 1)
     args = (traj, mask, target, propensities, behavior_model, int(num_folds), jax.random.fold_in(key, 1), progress)
     if continuous:
         tlp, blp, behavior, pi, actions, kind = _continuous(*args)

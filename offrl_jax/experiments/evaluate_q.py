@@ -53,7 +53,7 @@ from offrl_jax.fitted.loop import FittedBatch, init_state
 
 Array = Any
 
-__all__ = ["continuous_fqe_terms", "load_q_file", "tabular_q_terms", "target_next_probs", "vector_fqe_terms"]
+__all__ = ["check_sampler", "continuous_fqe_terms", "load_q_file", "tabular_q_terms", "target_next_probs", "vector_fqe_terms"]
 
 HIDDEN_SIZES = (64, 64)
 VALUE_SAMPLES = 32
@@ -225,6 +225,20 @@ def _padded_batch(config: FittedQConfig, data, next_probs: np.ndarray, size: int
     )
 
 
+def check_sampler(sampler, name: str, observation_dim: int, action_dim: int) -> None:
+    """``sampler(key, observations [B, D]) -> [B, d]`` traced once on shapes (nothing runs)."""
+    obs = jax.ShapeDtypeStruct((2, observation_dim), jnp.float32)
+    try:
+        out = jax.eval_shape(sampler, jax.random.key(0), obs)
+    except Exception as e:  # the user's function does not trace: say so in one line
+        text = str(e).splitlines()[0] if str(e) else ""
+        raise ValueError(f"target-sampler: {name}(key, observations) cannot run as a JAX function "
+                         f"({type(e).__name__}: {text})") from None
+    if getattr(out, "shape", None) != (2, action_dim):
+        raise ValueError(f"target-sampler: expected {name} to return actions [B, {action_dim}] for observations "
+                         f"[B, {observation_dim}], found {getattr(out, 'shape', type(out).__name__)} for B = 2")
+
+
 def continuous_fqe_terms(key, traj: Trajectories, sampler, sampler_name: str, gamma: float,
                          num_steps: Optional[int]) -> ModelTerms:
     """Cross-fitted neural FQE terms for vector observations ``[N, T, D]`` and continuous actions
@@ -233,7 +247,8 @@ def continuous_fqe_terms(key, traj: Trajectories, sampler, sampler_name: str, ga
     Args:
       key: PRNG key (folded with the fold index; the V̂ draws use another fold).
       traj: the logs (N >= 2), actions ``[N, T, d]``.
-      sampler: the user's function; sampler_name: its ``module:function`` (for errors).
+      sampler: the user's function (see :func:`check_sampler`); sampler_name: its
+        ``module:function`` (for errors).
       gamma: discount in [0, 1).
       num_steps: gradient steps per fold (default 50 (2T + 20)).
 
@@ -245,6 +260,7 @@ def continuous_fqe_terms(key, traj: Trajectories, sampler, sampler_name: str, ga
     obs = np.asarray(traj.observations, np.float32).reshape(n, t, -1)
     next_obs = np.asarray(traj.next_observations, np.float32).reshape(n, t, -1)
     actions = np.asarray(traj.actions, np.float32)
+    check_sampler(sampler, sampler_name, obs.shape[-1], actions.shape[-1])
     real = obs[mask > 0]
     mean, scale = real.mean(0), np.where(real.std(0) > 1e-8, real.std(0), 1.0)
     dim = obs.shape[-1]
@@ -272,13 +288,7 @@ def continuous_fqe_terms(key, traj: Trajectories, sampler, sampler_name: str, ga
                            discounts=traj.discounts[rows], behavior_log_probs=None, target_log_probs=None)
         data = time_aware_transitions(fit, t, encoding="fraction")
         data = data.replace(rewards=data.rewards.astype(jnp.float32), discounts=data.discounts.astype(jnp.float32))
-        try:
-            validate_data(cfg, data, policy)
-        except ValueError as e:
-            raise ValueError(f"target-sampler: {sampler_name}: {str(e).splitlines()[0]}") from None
-        except Exception as e:  # the user's function does not trace: say so in one line
-            raise ValueError(f"target-sampler: {sampler_name}(key, observations) cannot run as a JAX function "
-                             f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        validate_data(cfg, data, policy)  # the sampler itself was checked by check_sampler
         state = train(jax.random.fold_in(key, k), data).state
         qt, vh = terms(state, x_all, jnp.asarray(actions), jax.random.fold_in(key, 2 + k))
         q_taken[idx], v_hat[idx] = np.asarray(qt)[idx], np.asarray(vh)[idx]
