@@ -257,3 +257,18 @@ def test_user_errors_one_line_exit_2(lqr_logs, cartpole_logs, capsys, monkeypatc
     lines = err.strip().splitlines()
     assert len(lines) == 1 and field in lines[0], err
     assert "Traceback" not in err
+
+
+def test_density_ratio_warnings_in_words():
+    """Continuous actions: a mean per-step ratio significantly below 0.95 warns that the target acts
+    where the data do not go; one ratio above 1000 warns of huge single ratios; else no warning."""
+    from offrl_jax.experiments.evaluate_report import warnings_for
+
+    weights = dict(ess=500.0, max_weight_share=0.01, num_trajectories=1000)
+    calm = dict(mean_step_ratio=0.97, mean_step_ratio_se=0.02, max_step_log_ratio=2.0)
+    assert warnings_for(weights, calm) == []
+    assert warnings_for(weights, dict(calm, mean_step_ratio=0.93, mean_step_ratio_se=0.02)) == []  # within 2 SE
+    off = warnings_for(weights, dict(calm, mean_step_ratio=0.8, mean_step_ratio_se=0.01))
+    assert len(off) == 1 and "average 0.800" in off[0] and "20%" in off[0]
+    big = warnings_for(weights, dict(calm, max_step_log_ratio=np.log(5000.0)))
+    assert len(big) == 1 and "reaches 5e+03" in big[0]
