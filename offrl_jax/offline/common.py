@@ -21,9 +21,10 @@ import optax
 from flax.training import train_state
 
 from offrl_jax.core import Learner
-from offrl_jax.core.validation import check_choice, check_positive_float, check_positive_int
+from offrl_jax.core.validation import check_positive_int
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QNetwork, validate_data
+from offrl_jax.fitted.config import check_loop_fields
 from offrl_jax.fitted.loop import sample_batch
 
 Array = Any
@@ -47,7 +48,10 @@ __all__ = [
 
 
 def check_common(config: Any, *, discrete_only: bool = False, continuous_only: bool = False) -> None:
-    """Host checks of the fields every offline config has (ValueError naming the field)."""
+    """Host checks of the fields every offline config has (ValueError naming the field): the
+    action space, ``num_observations``, ``hidden_sizes``, ``gamma`` in [0, 1) and the training-loop
+    fields it declares, checked by :func:`offrl_jax.fitted.check_loop_fields` (the Q-loop fields
+    of CQL and BCQ are those of :class:`~offrl_jax.fitted.FittedQConfig`)."""
     na, ad = getattr(config, "num_actions", None), getattr(config, "action_dim", None)
     if discrete_only:
         check_positive_int(na, "num_actions")
@@ -72,13 +76,7 @@ def check_common(config: Any, *, discrete_only: bool = False, continuous_only: b
         g = config.gamma
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g < 1.0:
             raise ValueError(f"gamma: expected a discount in [0, 1), found {g!r}")
-    check_positive_int(config.num_steps, "num_steps")
-    check_positive_int(config.batch_size, "batch_size", allow_none=True)
-    check_positive_float(config.learning_rate, "learning_rate")
-    check_choice(getattr(config, "optimizer", "adam"), "optimizer", ("adam", "sgd"))
-    check_choice(config.dtype, "dtype", ("float32", "float64"))
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype: 'float64' needs jax_enable_x64 (JAX_ENABLE_X64=1)")
+    check_loop_fields(config)
 
 
 def check_unit(value: Any, name: str, *, closed_low: bool = True, closed_high: bool = True) -> None:
