@@ -36,6 +36,7 @@ __all__ = [
     "check_unit",
     "make_optimizer",
     "new_state",
+    "new_states",
     "logits_network",
     "value_network",
     "take",
@@ -104,6 +105,30 @@ def new_state(key: Array, module: nn.Module, example: Sequence[Array], tx) -> tr
     params = module.init(key, *example)
     state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=tx)
     return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def new_states(key: Array, config: Any, data: Transitions, modules: Sequence[tuple]) -> tuple:
+    """One ``TrainState`` per network of a learner, all with the config's optimiser, and the run key.
+
+    ``key`` is split into ``len(modules) + 1`` keys: network i is initialised with key i on the
+    first row of ``data`` (its observations, and its actions too where the entry says so), and the
+    last key is returned for the run.
+
+    Args:
+      key: PRNG key.
+      config: an offline config (``learning_rate``, and ``optimizer`` if it has one: Adam otherwise).
+      data: the training :class:`~offrl_jax.data.Transitions`.
+      modules: ``(module, takes_action)`` pairs; ``takes_action`` networks read ``(s, a)``.
+
+    Returns:
+      ``(*states, run_key)``.
+    """
+    *keys, k_run = jax.random.split(key, len(modules) + 1)
+    tx = make_optimizer(config.learning_rate, getattr(config, "optimizer", "adam"))
+    obs, act = data.observations[:1], data.actions[:1]
+    states = [new_state(k, module, (obs, act) if takes_action else (obs,), tx)
+              for k, (module, takes_action) in zip(keys, modules)]
+    return (*states, k_run)
 
 
 def logits_network(config: Any, num_outputs: Optional[int] = None) -> QNetwork:
