@@ -321,14 +321,17 @@ def _guard_rows():
     return jnp.ones((7, t), bool), jnp.asarray(r), jnp.asarray(lr), jnp.asarray(q), jnp.asarray(v), jnp.asarray(d)
 
 
-def test_the_in_scan_guard_equals_the_cumulative_check():
+def test_the_in_scan_guard_equals_the_cumulative_check(fast_compiles):
     import importlib
 
     drm = importlib.import_module("offrl_jax.ope.doubly_robust")
-    real, r, lr, q, v, d = _guard_rows()
-    g = jnp.float32(0.9)
-    values, flags = jax.vmap(drm._plain_scan, (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)
-    want = jax.vmap(drm._unsafe)(values, lr, real, g * d)
+
+    @jax.jit
+    def both(real, r, lr, q, v, d, g):
+        values, flags = jax.vmap(drm._plain_scan, (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)
+        return flags, jax.vmap(drm._unsafe)(values, lr, real, g * d)
+
+    flags, want = both(*_guard_rows(), jnp.float32(0.9))
     np.testing.assert_array_equal(flags, want)
     np.testing.assert_array_equal(flags, [False, True, False, True, True, False, True])
 
@@ -340,16 +343,18 @@ def test_eager_dr_runs_the_scaled_form_only_when_needed_and_equals_jit(monkeypat
     calls = []
     scaled = drm._scaled_scan
     monkeypatch.setattr(drm, "_scaled_scan", lambda *a: calls.append(1) or scaled(*a))
-    f32 = lambda *xs: [np.asarray(x, np.float32) for x in xs]  # noqa: E731
-    r, lr, m, q, v = f32(*_random_data(1))
-    safe = float(ope.doubly_robust(r, lr, m, 0.9, q, v))
-    assert not calls
-    np.testing.assert_allclose(safe, DR_JIT["scan"](r, lr, m, 0.9, q, v), rtol=1e-6)
+    r, lr, m, q, v = (np.asarray(x, np.float32) for x in _random_data(1))
+    by_hand = lambda: _dr_by_hand(*(x.astype(np.float64) for x in (r, lr, m, q, v)), 0.9)  # noqa: E731
+    np.testing.assert_allclose(ope.doubly_robust(r, lr, m, 0.9, q, v), by_hand(), rtol=1e-5)
+    assert not calls  # safe data: the scaled form is never traced
     lr[0, :2] = [60.0, -60.0]  # a ratio above e^B: every row takes the scaled form
-    eager = float(ope.doubly_robust(r, lr, m, 0.9, q, v))
-    assert calls and np.isfinite(eager)
+    eager = ope.doubly_robust(r, lr, m, 0.9, q, v)
+    assert calls
+    np.testing.assert_allclose(eager, by_hand(), rtol=1e-5)
     np.testing.assert_allclose(eager, DR_JIT["scan"](r, lr, m, 0.9, q, v), rtol=1e-6)
     calls.clear()
     row = (r[0], lr[0], m[0], 0.9, q[0], v[0])
-    np.testing.assert_allclose(ope.doubly_robust_values(*row), jax.jit(ope.doubly_robust_values)(*row), rtol=1e-6)
-    assert len(calls) == 2  # the eager call and the jit trace
+    first = _dr_by_hand(*(x[:1].astype(np.float64) for x in (r, lr, m, q, v)), 0.9)
+    np.testing.assert_allclose(ope.doubly_robust_values(*row)[0], first, rtol=1e-5)
+    jax.make_jaxpr(ope.doubly_robust_values)(*row)  # under tracing: a lax.cond, both forms traced
+    assert len(calls) == 2
