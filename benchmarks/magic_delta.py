@@ -32,8 +32,7 @@ def run_case(name: str, n: int, datasets: int, deltas, seed: int = 0) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
-    from offrl_jax.envs.rollout import rollout
+    from offrl_jax.envs.empirical import logged_model_terms
     from offrl_jax.envs.suite import make_problem, problem_value
     from offrl_jax.ope.magic import magic
 
@@ -42,10 +41,7 @@ def run_case(name: str, n: int, datasets: int, deltas, seed: int = 0) -> dict:
 
     def one(key):
         k1, k2 = jax.random.split(key)
-        tr = rollout(k1, mdp, problem.behavior, n, problem.horizon, target_policy=problem.target)
-        lr = jnp.where(tr.mask > 0, tr.target_log_probs - tr.behavior_log_probs, 0.0)
-        model = estimate_mdp(tr, mdp.num_observations, mdp.num_actions, mdp.gamma, horizon=problem.horizon)
-        q, v = model_q_hat(model, problem.target, tr)
+        tr, lr, (q, v) = logged_model_terms(k1, problem, n)
         out = [magic(k2, tr.rewards, lr, tr.mask, mdp.gamma, q, v, delta=d) for d in deltas]
         # Weight MAGIC puts on the short returns (j < T/2): where a biased model shows.
         short = jnp.asarray(out[0].j_steps) < problem.horizon // 2

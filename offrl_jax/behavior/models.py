@@ -36,7 +36,7 @@ from flax import struct
 
 from offrl_jax.core.sharding import shard_batch
 from offrl_jax.core.learner import Learner, config_field, train_from_learner
-from offrl_jax.core.validation import check_positive_float, check_positive_int
+from offrl_jax.core.validation import check_float_dtype, check_positive_float, check_positive_int
 
 Array = Any
 
@@ -134,10 +134,7 @@ class BehaviorConfig:
             raise ValueError(
                 f"min_log_std: expected min_log_std < max_log_std, found {self.min_log_std!r}, {self.max_log_std!r}"
             )
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype: expected 'float32' or 'float64', found {self.dtype!r}")
-        if self.dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError("dtype: 'float64' needs jax_enable_x64 (JAX_ENABLE_X64=1)")
+        check_float_dtype(self.dtype, "dtype")
 
     @property
     def continuous(self) -> bool:

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from offrl_jax.core.validation import check_positive_int
+from offrl_jax.core.validation import check_positive_int, is_concrete
 
 Array = Any
 
-__all__ = ["TrainResult", "Learner", "config_field", "train_from_learner", "make_train_seeds"]
+__all__ = ["TrainResult", "Learner", "CheckedTrain", "config_field", "train_from_learner", "make_train_seeds"]
 
 
 class TrainResult(NamedTuple):
@@ -94,3 +94,53 @@ def make_train_seeds(
         return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
 
     return train_seeds
+
+
+class CheckedTrain:
+    """``train(key, data)`` of a learner that validates concrete data on the host, then runs
+    one cached jitted program: what every family's ``make_train`` returns.
+
+    * ``train(key, data)``: ``validate(data)`` (``ValueError`` naming the field, before any
+      tracing), then the jitted whole run (compiled once per data shape). The same data object
+      is checked once (JAX arrays are immutable).
+    * ``train.seeds(seeds_per_group)(keys, data)``: many seeds in one jitted program
+      (:func:`make_train_seeds`), the data validated the same way.
+    * Under a caller's own ``jax.jit`` / ``jax.vmap`` the data are traced and cannot be checked
+      there (only shapes are): call ``train.validate(data)`` first. The pure, unjitted run is
+      ``train.unchecked``.
+
+    Args:
+      train: the pure ``train(key, data) -> TrainResult``.
+      validate: ``validate(data) -> None`` raising ``ValueError`` on bad data.
+    """
+
+    def __init__(self, train, validate):
+        self.unchecked = train
+        self.validate = validate
+        self._program = jax.jit(train)
+        self._checked: tuple = ()
+        self.__name__ = getattr(train, "__name__", "train")
+        self.__doc__ = getattr(train, "__doc__", None) or CheckedTrain.__doc__
+
+    def _check(self, data: Any) -> None:
+        if not is_concrete(data):
+            return
+        leaves = tuple(jax.tree_util.tree_leaves(data))
+        if len(leaves) == len(self._checked) and all(a is b for a, b in zip(leaves, self._checked)):
+            return
+        self.validate(data)
+        self._checked = leaves
+
+    def __call__(self, key: Array, data: Any):
+        self._check(data)
+        return self._program(key, data)
+
+    def seeds(self, seeds_per_group: Optional[int] = None):
+        """``train_seeds(keys [S], data)``: one jitted program over the seeds, data validated."""
+        program = jax.jit(make_train_seeds(self.unchecked, seeds_per_group))
+
+        def train_seeds(keys: Array, data: Any):
+            self._check(data)
+            return program(keys, data)
+
+        return train_seeds

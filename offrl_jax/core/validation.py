@@ -29,6 +29,7 @@ __all__ = [
     "check_positive_int",
     "check_positive_float",
     "check_choice",
+    "check_float_dtype",
     "check_probability",
     "check_log_prob_pair",
     "check_key",
@@ -237,6 +238,14 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in tuple(choices):
         raise ValueError(f"{name}: expected one of {tuple(choices)}, found {value!r}")
+
+
+def check_float_dtype(value: Any, name: str = "dtype") -> None:
+    """Raises ``ValueError`` unless ``value`` is ``"float32"`` or ``"float64"``; ``"float64"`` also
+    needs ``jax_enable_x64`` (``JAX_ENABLE_X64=1``), which the package never turns on itself."""
+    check_choice(value, name, ("float32", "float64"))
+    if value == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(f"{name}: 'float64' needs jax_enable_x64 (JAX_ENABLE_X64=1)")
 
 
 # ----------------------------------------------------------------------------------------------

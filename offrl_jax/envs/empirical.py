@@ -11,11 +11,12 @@ from offrl_jax.core import ModelTerms, model_terms
 from offrl_jax.core.dtypes import as_float
 from offrl_jax.core.validation import is_concrete
 from offrl_jax.data import Trajectories
+from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.tabular import TabularMDP, q_values
 
 Array = Any
 
-__all__ = ["estimate_mdp", "model_q_hat"]
+__all__ = ["estimate_mdp", "model_q_hat", "logged_model_terms"]
 
 
 def _check_indices(a: np.ndarray, name: str, size: int) -> None:
@@ -127,3 +128,28 @@ def model_q_hat(
     else:
         q_sa = q[s]
     return model_terms(q_sa, pi[s].astype(q.dtype), trajectories.actions, trajectories.mask)
+
+
+def logged_model_terms(key: Array, problem: Any, num_episodes: int) -> tuple:
+    """Logged data of a suite problem and the DR inputs of the model estimated from them.
+
+    Rolls out ``problem.behavior`` for ``num_episodes`` episodes of ``problem.horizon`` steps
+    (recording ``problem.target``'s log-probabilities), estimates the certainty-equivalence model
+    of :func:`estimate_mdp` from those same data and evaluates ``problem.target`` in it
+    (:func:`model_q_hat`): the setting of the model-win / model-fail experiments of "Data-Efficient
+    Off-Policy Policy Evaluation for Reinforcement Learning", Thomas & Brunskill 2016. Traceable
+    (``num_episodes`` is static), so ``jax.vmap`` over keys gives many datasets.
+
+    Args:
+      key: PRNG key of the rollout.
+      problem: a :class:`~offrl_jax.envs.suite.Problem` (``make_problem``).
+      num_episodes: N.
+
+    Returns:
+      ``(trajectories, log_ratios [N, T] (0 on padding), ModelTerms(q_taken, v_hat) [N, T])``.
+    """
+    mdp = problem.mdp
+    tr = rollout(key, mdp, problem.behavior, num_episodes, problem.horizon, target_policy=problem.target)
+    log_ratios = jnp.where(tr.mask > 0, tr.target_log_probs - tr.behavior_log_probs, 0.0)
+    model = estimate_mdp(tr, mdp.num_observations, mdp.num_actions, mdp.gamma, horizon=problem.horizon)
+    return tr, log_ratios, model_q_hat(model, problem.target, tr)

@@ -18,7 +18,13 @@ from flax import struct
 
 from offrl_jax.core import config_field, is_concrete
 from offrl_jax.core.dtypes import input_dtype
-from offrl_jax.core.validation import check_choice, check_finite, check_positive_float, check_positive_int
+from offrl_jax.core.validation import (
+    check_choice,
+    check_finite,
+    check_float_dtype,
+    check_positive_float,
+    check_positive_int,
+)
 from offrl_jax.data import Transitions
 
 Array = Any
@@ -26,7 +32,58 @@ Array = Any
 # Continuous actions: a function sample_actions(key, observations [B, D]) -> actions [B, d].
 Policy = Any
 
-__all__ = ["FittedQConfig", "validate_data"]
+__all__ = ["FittedQConfig", "LOOP_FIELDS", "check_loop_fields", "loop_fields", "validate_data"]
+
+
+def _check_tau(value: Any, name: str) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0
+    ):
+        raise ValueError(f"{name}: expected a Polyak rate in (0, 1] or None, found {value!r}")
+
+
+# The fields of the fitted-Q training loop and their checks: the one definition of them.
+# FittedQConfig has every one; the offline configs declare those they use (CQL all of them, BCQ
+# all but max_grad_norm and double_q, BC / IQL / TD3+BC the optimiser fields and dtype).
+_LOOP_CHECKS = {
+    "num_steps": lambda v, n: check_positive_int(v, n),
+    "batch_size": lambda v, n: check_positive_int(v, n, allow_none=True),
+    "learning_rate": lambda v, n: check_positive_float(v, n),
+    "optimizer": lambda v, n: check_choice(v, n, ("adam", "sgd")),
+    "max_grad_norm": lambda v, n: check_positive_float(v, n, allow_none=True),
+    "loss": lambda v, n: check_choice(v, n, ("l2", "huber")),
+    "huber_delta": lambda v, n: check_positive_float(v, n),
+    "target_update_period": lambda v, n: check_positive_int(v, n),
+    "tau": _check_tau,
+    "dtype": check_float_dtype,
+}
+LOOP_FIELDS = (*_LOOP_CHECKS, "double_q")
+
+
+def check_loop_fields(config: Any) -> None:
+    """Host checks of the fitted-Q loop fields (:data:`LOOP_FIELDS`) that ``config`` declares.
+
+    ``num_steps`` and ``target_update_period`` positive ints; ``batch_size`` a positive int or
+    ``None``; ``learning_rate`` and ``huber_delta`` finite and > 0; ``max_grad_norm`` > 0 or
+    ``None``; ``optimizer`` ``"adam"``/``"sgd"``; ``loss`` ``"l2"``/``"huber"``; ``tau`` in
+    (0, 1] or ``None``; ``dtype`` ``"float32"``/``"float64"`` (float64 needs
+    ``jax_enable_x64``).
+
+    Raises:
+      ValueError: naming the first bad field.
+    """
+    for name, check in _LOOP_CHECKS.items():  # double_q: any truth value
+        if hasattr(config, name):
+            check(getattr(config, name), name)
+
+
+def loop_fields(config: Any) -> dict:
+    """The :data:`LOOP_FIELDS` ``config`` declares, as keyword arguments of :class:`FittedQConfig`."""
+    out = {name: getattr(config, name) for name in LOOP_FIELDS if hasattr(config, name)}
+    for name in ("learning_rate", "huber_delta"):
+        if name in out:
+            out[name] = float(out[name])
+    return out
 
 
 @struct.dataclass
@@ -100,21 +157,9 @@ class FittedQConfig:
         if self.features == "quadratic" and not self.continuous:
             raise ValueError("features: 'quadratic' needs continuous actions (action_dim)")
         check_positive_int(self.num_action_samples, "num_action_samples")
-        for name in ("num_steps", "target_update_period"):
-            check_positive_int(getattr(self, name), name)
-        check_positive_int(self.batch_size, "batch_size", allow_none=True)
-        for name in ("learning_rate", "huber_delta"):
-            check_positive_float(getattr(self, name), name)
-        check_positive_float(self.max_grad_norm, "max_grad_norm", allow_none=True)
-        check_choice(self.optimizer, "optimizer", ("adam", "sgd"))
-        check_choice(self.loss, "loss", ("l2", "huber"))
-        if self.tau is not None and not (isinstance(self.tau, float) and 0.0 < self.tau <= 1.0):
-            raise ValueError(f"tau: expected a float in (0, 1] or None, found {self.tau!r}")
+        check_loop_fields(self)
         if self.double_q and self.method != "fqi":
             raise ValueError("double_q: only applies to method='fqi' (FQE takes an expectation)")
-        check_choice(self.dtype, "dtype", ("float32", "float64"))
-        if self.dtype == "float64" and not jax.config.jax_enable_x64:
-            raise ValueError("dtype: 'float64' needs jax_enable_x64 (JAX_ENABLE_X64=1)")
 
     @property
     def continuous(self) -> bool:

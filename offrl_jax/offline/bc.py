@@ -26,8 +26,7 @@ from offrl_jax.offline.common import (
     check_common,
     gaussian_log_prob,
     logits_network,
-    make_optimizer,
-    new_state,
+    new_states,
     scan_learner,
     validate_offline_data,
 )
@@ -119,9 +118,7 @@ def make_learner(config: BCConfig) -> Learner:
 
     def init(key: Array, data: Transitions) -> BCState:
         validate_offline_data(config, data)
-        k_init, k_run = jax.random.split(key)
-        base = new_state(k_init, _network(config), (data.observations[:1],),
-                         make_optimizer(config.learning_rate, config.optimizer))
+        base, k_run = new_states(key, config, data, [(_network(config), False)])
         return BCState(step=base.step, apply_fn=base.apply_fn, params=base.params, tx=base.tx,
                        opt_state=base.opt_state, key=k_run)
 

@@ -30,6 +30,7 @@ from flax import struct
 from offrl_jax.core import Learner, config_field, train_from_learner
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QTrainState, init_state, regression_loss
+from offrl_jax.fitted.config import loop_fields
 from offrl_jax.fitted.loop import fitted_batch, refresh_target
 from offrl_jax.offline.common import (
     check_common,
@@ -80,7 +81,6 @@ class BCQConfig:
     def __post_init__(self):
         check_common(self, discrete_only=True)
         check_unit(self.threshold, "threshold")
-        self.fitted  # noqa: B018
 
     @property
     def fitted(self) -> FittedQConfig:
@@ -90,13 +90,9 @@ class BCQConfig:
 
 @functools.lru_cache(maxsize=256)
 def _fitted(config: BCQConfig) -> FittedQConfig:
-    return FittedQConfig(
-        num_actions=config.num_actions, num_observations=config.num_observations, method="fqi",
-        double_q=True, gamma=float(config.gamma), hidden_sizes=tuple(config.hidden_sizes),
-        num_steps=config.num_steps, batch_size=config.batch_size, learning_rate=float(config.learning_rate),
-        optimizer=config.optimizer, loss=config.loss, huber_delta=float(config.huber_delta),
-        target_update_period=config.target_update_period, tau=config.tau, dtype=config.dtype,
-    )
+    return FittedQConfig(num_actions=config.num_actions, num_observations=config.num_observations, method="fqi",
+                         double_q=True, gamma=float(config.gamma), hidden_sizes=tuple(config.hidden_sizes),
+                         **loop_fields(config))
 
 
 class BCQState(QTrainState):

@@ -21,9 +21,10 @@ import optax
 from flax.training import train_state
 
 from offrl_jax.core import Learner
-from offrl_jax.core.validation import check_choice, check_positive_float, check_positive_int
+from offrl_jax.core.validation import check_positive_int
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QNetwork, validate_data
+from offrl_jax.fitted.config import check_loop_fields
 from offrl_jax.fitted.loop import sample_batch
 
 Array = Any
@@ -35,6 +36,7 @@ __all__ = [
     "check_unit",
     "make_optimizer",
     "new_state",
+    "new_states",
     "logits_network",
     "value_network",
     "take",
@@ -47,7 +49,10 @@ __all__ = [
 
 
 def check_common(config: Any, *, discrete_only: bool = False, continuous_only: bool = False) -> None:
-    """Host checks of the fields every offline config has (ValueError naming the field)."""
+    """Host checks of the fields every offline config has (ValueError naming the field): the
+    action space, ``num_observations``, ``hidden_sizes``, ``gamma`` in [0, 1) and the training-loop
+    fields it declares, checked by :func:`offrl_jax.fitted.check_loop_fields` (the Q-loop fields
+    of CQL and BCQ are those of :class:`~offrl_jax.fitted.FittedQConfig`)."""
     na, ad = getattr(config, "num_actions", None), getattr(config, "action_dim", None)
     if discrete_only:
         check_positive_int(na, "num_actions")
@@ -72,13 +77,7 @@ def check_common(config: Any, *, discrete_only: bool = False, continuous_only: b
         g = config.gamma
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g < 1.0:
             raise ValueError(f"gamma: expected a discount in [0, 1), found {g!r}")
-    check_positive_int(config.num_steps, "num_steps")
-    check_positive_int(config.batch_size, "batch_size", allow_none=True)
-    check_positive_float(config.learning_rate, "learning_rate")
-    check_choice(getattr(config, "optimizer", "adam"), "optimizer", ("adam", "sgd"))
-    check_choice(config.dtype, "dtype", ("float32", "float64"))
-    if config.dtype == "float64" and not jax.config.jax_enable_x64:
-        raise ValueError("dtype: 'float64' needs jax_enable_x64 (JAX_ENABLE_X64=1)")
+    check_loop_fields(config)
 
 
 def check_unit(value: Any, name: str, *, closed_low: bool = True, closed_high: bool = True) -> None:
@@ -106,6 +105,30 @@ def new_state(key: Array, module: nn.Module, example: Sequence[Array], tx) -> tr
     params = module.init(key, *example)
     state = train_state.TrainState.create(apply_fn=module.apply, params=params, tx=tx)
     return state.replace(step=jnp.zeros((), jnp.int32))
+
+
+def new_states(key: Array, config: Any, data: Transitions, modules: Sequence[tuple]) -> tuple:
+    """One ``TrainState`` per network of a learner, all with the config's optimiser, and the run key.
+
+    ``key`` is split into ``len(modules) + 1`` keys: network i is initialised with key i on the
+    first row of ``data`` (its observations, and its actions too where the entry says so), and the
+    last key is returned for the run.
+
+    Args:
+      key: PRNG key.
+      config: an offline config (``learning_rate``, and ``optimizer`` if it has one: Adam otherwise).
+      data: the training :class:`~offrl_jax.data.Transitions`.
+      modules: ``(module, takes_action)`` pairs; ``takes_action`` networks read ``(s, a)``.
+
+    Returns:
+      ``(*states, run_key)``.
+    """
+    *keys, k_run = jax.random.split(key, len(modules) + 1)
+    tx = make_optimizer(config.learning_rate, getattr(config, "optimizer", "adam"))
+    obs, act = data.observations[:1], data.actions[:1]
+    states = [new_state(k, module, (obs, act) if takes_action else (obs,), tx)
+              for k, (module, takes_action) in zip(keys, modules)]
+    return (*states, k_run)
 
 
 def logits_network(config: Any, num_outputs: Optional[int] = None) -> QNetwork:

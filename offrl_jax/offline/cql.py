@@ -28,6 +28,7 @@ from flax import struct
 from offrl_jax.core import Learner, config_field, train_from_learner
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QTrainState, init_state, regression_loss
+from offrl_jax.fitted.config import loop_fields
 from offrl_jax.fitted.loop import fitted_batch, refresh_target
 from offrl_jax.fitted.targets import td_targets
 from offrl_jax.offline.common import check_common, scan_learner, take, validate_offline_data
@@ -85,7 +86,6 @@ class CQLConfig:
             raise ValueError("alpha: the Lagrangian form tunes log α and needs an initial alpha > 0")
         if not isinstance(self.alpha_learning_rate, (int, float)) or self.alpha_learning_rate <= 0:
             raise ValueError(f"alpha_learning_rate: expected a positive number, found {self.alpha_learning_rate!r}")
-        self.fitted  # noqa: B018  (validates the Q-learning fields)
 
     @property
     def lagrangian(self) -> bool:
@@ -100,14 +100,8 @@ class CQLConfig:
 
 @functools.lru_cache(maxsize=256)
 def _fitted(config: CQLConfig) -> FittedQConfig:
-    return FittedQConfig(
-        num_actions=config.num_actions, num_observations=config.num_observations, method="fqi",
-        gamma=float(config.gamma), hidden_sizes=tuple(config.hidden_sizes), num_steps=config.num_steps,
-        batch_size=config.batch_size, learning_rate=float(config.learning_rate), optimizer=config.optimizer,
-        max_grad_norm=config.max_grad_norm, loss=config.loss, huber_delta=float(config.huber_delta),
-        target_update_period=config.target_update_period, tau=config.tau, double_q=config.double_q,
-        dtype=config.dtype,
-    )
+    return FittedQConfig(num_actions=config.num_actions, num_observations=config.num_observations, method="fqi",
+                         gamma=float(config.gamma), hidden_sizes=tuple(config.hidden_sizes), **loop_fields(config))
 
 
 class CQLState(QTrainState):

@@ -34,8 +34,7 @@ from offrl_jax.offline.common import (
     expectile_loss,
     gaussian_log_prob,
     logits_network,
-    make_optimizer,
-    new_state,
+    new_states,
     scan_learner,
     take,
     validate_offline_data,
@@ -187,13 +186,10 @@ def make_learner(config: IQLConfig) -> Learner:
 
     def init(key: Array, data: Transitions) -> IQLState:
         validate_offline_data(config, data)
-        k_q, k_v, k_pi, k_run = jax.random.split(key, 4)
-        tx = make_optimizer(config.learning_rate, config.optimizer)
         q_net, v_net, pi_net = _networks(config)
-        obs = data.observations[:1]
-        q = new_state(k_q, q_net, (obs, data.actions[:1]) if config.continuous else (obs,), tx)
-        return IQLState(q=q, q_target=q.params, v=new_state(k_v, v_net, (obs,), tx),
-                        policy=new_state(k_pi, pi_net, (obs,), tx), key=k_run, step=jnp.zeros((), jnp.int32))
+        q, v, policy, k_run = new_states(key, config, data, [(q_net, config.continuous), (v_net, False),
+                                                             (pi_net, False)])
+        return IQLState(q=q, q_target=q.params, v=v, policy=policy, key=k_run, step=jnp.zeros((), jnp.int32))
 
     return scan_learner(init, update, config.num_steps, config.batch_size, cast_rows(config.dtype))
 

@@ -34,8 +34,7 @@ from offrl_jax.offline.common import (
     cast_rows,
     check_common,
     check_unit,
-    make_optimizer,
-    new_state,
+    new_states,
     scan_learner,
     select,
     validate_offline_data,
@@ -170,13 +169,10 @@ def make_learner(config: TD3BCConfig) -> Learner:
 
     def init(key: Array, data: Transitions) -> TD3BCState:
         validate_offline_data(config, data)
-        k_c, k_a, k_run = jax.random.split(key, 3)
         dtype = jnp.dtype(config.dtype)
-        tx = make_optimizer(config.learning_rate)
-        obs = data.observations[:1]
-        critic = new_state(k_c, TwinQNetwork(tuple(config.hidden_sizes), dtype), (obs, data.actions[:1]), tx)
-        actor = new_state(k_a, TanhActor(config.action_dim, tuple(config.hidden_sizes), float(config.max_action),
-                                         dtype), (obs,), tx)
+        critic_net = TwinQNetwork(tuple(config.hidden_sizes), dtype)
+        actor_net = TanhActor(config.action_dim, tuple(config.hidden_sizes), float(config.max_action), dtype)
+        critic, actor, k_run = new_states(key, config, data, [(critic_net, True), (actor_net, False)])
         return TD3BCState(critic=critic, critic_target=critic.params, actor=actor, actor_target=actor.params,
                           key=k_run, step=jnp.zeros((), jnp.int32))
 

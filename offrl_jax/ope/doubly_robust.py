@@ -17,10 +17,13 @@ space. All three agree. The one-step (bandit) DR of Dudik, Langford & Li 2011 is
 
 Overflow. A ratio rho_t = e^100 followed by e^-100 is a product that comes back down: neither
 factor fits in float32, their product does. The recursions run in plain floats when that is safe
-(no non-finite value, the cumulative log of gamma^t w_{0:t} never rises by more than half the log
-of the float range between two steps) and otherwise, chosen by ``lax.cond`` (under ``vmap``
-both branches run), in a scaled scan
-that carries every value as a mantissa and a separate integer power of two, x = m 2^e (exponent
+(no non-finite value, no single ratio above e^B and the log of the product of the factors
+gamma d_t rho_t over any run of consecutive steps never above B, half the log of the float range;
+the plain scan tracks that largest run sum in its carry, Kadane's maximum-subarray recursion, so
+the check costs a few scalar operations per step). Otherwise the scaled scan below runs instead:
+chosen on the host when the inputs are concrete (so an eager call compiles the scaled form only
+when it is needed) and by ``lax.cond`` under ``jit`` (under ``vmap`` both branches run). The
+scaled scan carries every value as a mantissa and a separate integer power of two, x = m 2^e (exponent
 bits read and written directly, so exact), with rho_t = e^{log rho_t} split as
 2^k e^{log rho_t - k ln 2}: nothing over- or underflows inside it, its rounding is that of
 ordinary float arithmetic, and a zero reward, TD term or ratio contributes exactly 0. The
@@ -32,6 +35,7 @@ row's ``overflow`` flag).
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Callable, NamedTuple, Optional, Union
 
@@ -174,9 +178,16 @@ def doubly_robust_values(
     d = jnp.ones_like(r) if discounts is None else jnp.asarray(discounts, dtype)
     g = jnp.asarray(gamma, dtype)
     # Plain floats first; where they could over- or underflow, the scaled scan (same recursion).
-    plain = _PLAIN[method](real, r, log_ratios, q, v, d, g)
-    unsafe = _unsafe(plain, log_ratios, real, g)
-    return jax.lax.cond(unsafe, lambda: _scaled_scan(real, r, log_ratios, q, v, d, g), lambda: plain)
+    plain, unsafe = _PLAIN[method](real, r, log_ratios, q, v, d, g)
+    return _guarded(plain, unsafe, lambda: _scaled_scan(real, r, log_ratios, q, v, d, g))
+
+
+def _guarded(plain: Any, unsafe: Array, scaled: Callable[[], Any]) -> Any:
+    """``plain`` unless ``unsafe``, else ``scaled()``: decided on the host for a concrete flag
+    (the scaled form is then traced and compiled only when needed), by ``lax.cond`` otherwise."""
+    if is_concrete(unsafe):
+        return scaled() if bool(unsafe) else plain
+    return jax.lax.cond(unsafe, scaled, lambda: plain)
 
 
 def _scaled_scan(real, r, log_ratios, q, v, d, g) -> Array:
@@ -201,17 +212,41 @@ def _affine(real, r, log_ratios, q, v, d, g) -> tuple:
     return c, jnp.where(real, g * d * rho, jnp.ones_like(r))
 
 
-def _plain_scan(*args) -> Array:
-    def step(v_next, ca):
-        v_t = ca[0] + ca[1] * v_next
-        return v_t, v_t
-
-    c, a = _affine(*args)
-    return jax.lax.scan(step, jnp.zeros((), c.dtype), (c, a), reverse=True)[1]
+def _bound(dtype) -> float:
+    """B = half the log of the largest float: a product of factors of at most e^B is safe."""
+    return 0.5 * float(np.log(jnp.finfo(dtype).max))
 
 
-def _plain_associative(*args) -> Array:
-    c, a = _affine(*args)
+def _log_factors(real, log_ratios, d, g) -> tuple:
+    """log rho_t (0 on padding, -inf clamped to -1e4) and log(gamma d_t rho_t) (gamma d_t = 0 as 1e-30)."""
+    lr = jnp.where(real, jnp.maximum(log_ratios, -1e4), jnp.zeros_like(log_ratios))
+    return lr, lr + jnp.log(jnp.maximum(g * d, jnp.asarray(1e-30, lr.dtype)))
+
+
+def _plain_scan(real, r, log_ratios, q, v, d, g, all_values: bool = True) -> tuple:
+    """``(values [T] (or V(0) if not all_values), unsafe)``: the plain recursion, and in the same
+    reverse scan the safety check of :func:`_unsafe` (Kadane: the largest sum of log(gamma d_t
+    rho_t) over a run of steps is max_t M_t with M_t = max(0, x_t + M_{t+1}))."""
+    c, a = _affine(real, r, log_ratios, q, v, d, g)
+    lr, x = _log_factors(real, log_ratios, d, g)
+    bound = _bound(c.dtype)
+
+    def step(carry, inputs):
+        v_next, run, unsafe = carry
+        c_t, a_t, lr_t, x_t = inputs
+        v_t = c_t + a_t * v_next
+        run = jnp.maximum(run + x_t, jnp.zeros_like(run))
+        unsafe = unsafe | (run > bound) | (lr_t > bound) | ~jnp.isfinite(v_t)
+        return (v_t, run, unsafe), (v_t if all_values else None)
+
+    zero = jnp.zeros((), c.dtype)
+    (first, _, unsafe), values = jax.lax.scan(step, (zero, zero, jnp.zeros((), bool)), (c, a, lr, x), reverse=True)
+    return (values if all_values else first), unsafe
+
+
+def _plain_associative(real, r, log_ratios, q, v, d, g) -> tuple:
+    """``(values [T], unsafe)`` by ``lax.associative_scan`` over the affine maps (log depth)."""
+    c, a = _affine(real, r, log_ratios, q, v, d, g)
 
     def compose(later, earlier):
         # earlier o later: c_e + a_e (c_l + a_l V).
@@ -220,27 +255,26 @@ def _plain_associative(*args) -> Array:
         return c_e + a_e * c_l, a_e * a_l
 
     values, _ = jax.lax.associative_scan(compose, (c, a), reverse=True)
-    return values
+    return values, _unsafe(values, log_ratios, real, g * d)
 
 
 _PLAIN = {"scan": _plain_scan, "associative": _plain_associative}
 
 
-def _unsafe(values: Array, log_ratios: Array, real: Array, gamma: Array) -> Array:
+def _unsafe(values: Array, log_ratios: Array, real: Array, gamma_d: Array) -> Array:
     """True where plain floats may have over- or underflowed inside the recursion.
 
-    V(t) = sum_{k>=t} exp(S_{k-1} - S_{t-1}) c_k with S the cumulative sum of log(gamma rho_t):
+    V(t) = sum_{k>=t} exp(S_{k-1} - S_{t-1}) c_k with S the cumulative sum of log(gamma d_t rho_t):
     a plain float can only overflow, or lose a significant term to underflow, where S rises by
     more than B = half the log of the float range between two steps, or where one ratio exceeds
-    e^B; a non-finite value is also sent to the scaled path.
+    e^B; a non-finite value is also sent to the scaled path. (The scan form computes the same
+    test inside its scan, :func:`_plain_scan`.)
     """
-    dtype = values.dtype
-    lr = jnp.where(real, jnp.maximum(log_ratios, -1e4), jnp.zeros_like(log_ratios))
-    log_g = jnp.log(jnp.maximum(jnp.asarray(gamma, dtype), jnp.asarray(1e-30, dtype)))
-    s = jnp.cumsum(lr + log_g, axis=-1)
+    lr, x = _log_factors(real, log_ratios, jnp.ones_like(values), gamma_d)
+    s = jnp.cumsum(x, axis=-1)
     s = jnp.concatenate([jnp.zeros_like(s[..., :1]), s], axis=-1)
     rise = jnp.max(s - jax.lax.cummin(s, axis=s.ndim - 1), axis=-1)
-    bound = 0.5 * float(np.log(jnp.finfo(dtype).max))
+    bound = _bound(values.dtype)
     return jnp.any(~jnp.isfinite(values)) | jnp.any(rise > bound) | jnp.any(lr > bound)
 
 
@@ -355,17 +389,37 @@ def doubly_robust_returns(
             vt = _mul(_exp_scaled(log_w_prev + log_disc), _scaled(jnp.where(real, v, zero)))
             return _scaled_sum(td, vt)
 
-    else:
+        return map_rows(rows, (rewards, log_ratios, mask, q_taken, v_hat), chunk_rows)
 
-        def rows(r, lr, m, q, v):  # the plain/scaled choice once per block, outside the vmap
-            real = m > 0
-            d, g = jnp.ones_like(r), jnp.asarray(gamma, r.dtype)
-            q, v, r = (jnp.where(real, x, jnp.zeros_like(x)) for x in (q, v, r))
-            plain = jax.vmap(_PLAIN[method], (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)[:, 0]
-            scaled = lambda: jax.vmap(_scaled_scan, (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)[:, 0]
-            return jax.lax.cond(_unsafe(plain, lr, real, g), scaled, lambda: plain)
+    def prepare(r, lr, m, q, v):
+        real = m > 0
+        q, v, r = (jnp.where(real, x, jnp.zeros_like(x)) for x in (q, v, r))
+        return real, r, lr, q, v, jnp.ones_like(r), jnp.asarray(gamma, r.dtype)
 
-    return map_rows(rows, (rewards, log_ratios, mask, q_taken, v_hat), chunk_rows)
+    def plain_rows(*arrays):  # [B] V(0) and [B] flags
+        args = prepare(*arrays)
+        if method == "scan":
+            return jax.vmap(functools.partial(_plain_scan, all_values=False), _ROW_AXES)(*args)
+        values, unsafe = jax.vmap(_plain_associative, _ROW_AXES)(*args)
+        return values[:, 0], unsafe
+
+    def scaled_rows(*arrays):
+        return jax.vmap(_scaled_scan, _ROW_AXES)(*prepare(*arrays))[:, 0]
+
+    arrays = (rewards, log_ratios, mask, q_taken, v_hat)
+    if is_concrete(arrays, gamma):
+        # Eager: plain floats for every row, the scaled form only if some row needs it.
+        plain, unsafe = map_rows(plain_rows, arrays, chunk_rows)
+        return map_rows(scaled_rows, arrays, chunk_rows) if bool(jnp.any(unsafe)) else plain
+
+    def rows(*arrays):  # under jit: the plain/scaled choice once per block, outside the vmap
+        plain, unsafe = plain_rows(*arrays)
+        return _guarded(plain, jnp.any(unsafe), lambda: scaled_rows(*arrays))
+
+    return map_rows(rows, arrays, chunk_rows)
+
+
+_ROW_AXES = (0, 0, 0, 0, 0, 0, None)
 
 
 def _arrays(rewards, log_ratios, mask, q_taken, v_hat):

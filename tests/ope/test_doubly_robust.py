@@ -298,3 +298,63 @@ def test_overflowing_weight_times_zero_reward_is_zero_not_nan():
     z = jnp.zeros((1, 2), jnp.float32)
     assert float(per_decision_is(r, lr, m, 0.9)) == pytest.approx(0.9, rel=1e-6)
     assert float(ope.doubly_robust(r, lr, m, 0.9, z, z, method="weights")) == pytest.approx(0.9, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# The overflow guard.
+# ----------------------------------------------------------------------------------------------
+def _guard_rows():
+    """float32 rows whose largest run sum of log(gamma d_t rho_t) is clearly below or above B ~ 44.4."""
+    t = 12
+    lr = np.zeros((7, t), np.float32)
+    lr[0, :8] = 5.0  # 8 (5 + log 0.9) ~ 39 < B: safe
+    lr[1, :10] = 5.0  # ~ 49 > B
+    lr[2] = np.tile([30.0, -30.0], t // 2)  # runs of ~30: safe
+    lr[3, 2:5] = [30.0, -1.0, 30.0]  # a run of ~59 that starts mid-trajectory
+    lr[4, :2] = [-100.0, 50.0]  # one ratio above e^B
+    lr[5, 2:6] = 20.0  # ~80 in a row, but d = 0 at step 3 cuts it into runs of ~20 and ~40: safe
+    lr[6, :3] = 100.0  # e^100 overflows: a non-finite value
+    d = np.ones((7, t), np.float32)
+    d[5, 3] = 0.0
+    rng = np.random.default_rng(0)
+    r, q, v = (rng.normal(size=(7, t)).astype(np.float32) for _ in range(3))
+    return jnp.ones((7, t), bool), jnp.asarray(r), jnp.asarray(lr), jnp.asarray(q), jnp.asarray(v), jnp.asarray(d)
+
+
+def test_the_in_scan_guard_equals_the_cumulative_check(fast_compiles):
+    import importlib
+
+    drm = importlib.import_module("offrl_jax.ope.doubly_robust")
+
+    @jax.jit
+    def both(real, r, lr, q, v, d, g):
+        values, flags = jax.vmap(drm._plain_scan, (0, 0, 0, 0, 0, 0, None))(real, r, lr, q, v, d, g)
+        return flags, jax.vmap(drm._unsafe)(values, lr, real, g * d)
+
+    flags, want = both(*_guard_rows(), jnp.float32(0.9))
+    np.testing.assert_array_equal(flags, want)
+    np.testing.assert_array_equal(flags, [False, True, False, True, True, False, True])
+
+
+def test_eager_dr_runs_the_scaled_form_only_when_needed_and_equals_jit(monkeypatch, fast_compiles):
+    import importlib
+
+    drm = importlib.import_module("offrl_jax.ope.doubly_robust")
+    calls = []
+    scaled = drm._scaled_scan
+    monkeypatch.setattr(drm, "_scaled_scan", lambda *a: calls.append(1) or scaled(*a))
+    r, lr, m, q, v = (np.asarray(x, np.float32) for x in _random_data(1))
+    by_hand = lambda: _dr_by_hand(*(x.astype(np.float64) for x in (r, lr, m, q, v)), 0.9)  # noqa: E731
+    np.testing.assert_allclose(ope.doubly_robust(r, lr, m, 0.9, q, v), by_hand(), rtol=1e-5)
+    assert not calls  # safe data: the scaled form is never traced
+    lr[0, :2] = [60.0, -60.0]  # a ratio above e^B: every row takes the scaled form
+    eager = ope.doubly_robust(r, lr, m, 0.9, q, v)
+    assert calls
+    np.testing.assert_allclose(eager, by_hand(), rtol=1e-5)
+    np.testing.assert_allclose(eager, DR_JIT["scan"](r, lr, m, 0.9, q, v), rtol=1e-6)
+    calls.clear()
+    row = (r[0], lr[0], m[0], 0.9, q[0], v[0])
+    first = _dr_by_hand(*(x[:1].astype(np.float64) for x in (r, lr, m, q, v)), 0.9)
+    np.testing.assert_allclose(ope.doubly_robust_values(*row)[0], first, rtol=1e-5)
+    jax.make_jaxpr(ope.doubly_robust_values)(*row)  # under tracing: a lax.cond, both forms traced
+    assert len(calls) == 2

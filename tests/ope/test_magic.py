@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
-from offrl_jax.envs.rollout import rollout
+from offrl_jax.envs.empirical import logged_model_terms
 from offrl_jax.envs.suite import make_problem, problem_value
 from offrl_jax.ope.bootstrap import bootstrap_interval
 from offrl_jax.ope.doubly_robust import direct_method, weighted_doubly_robust
@@ -190,10 +189,7 @@ def _tracking_run(name, n, num_datasets, seed):
 
     def one(key):
         k1, k2 = jax.random.split(key)
-        tr = rollout(k1, mdp, problem.behavior, n, problem.horizon, target_policy=problem.target)
-        lr = jnp.where(tr.mask > 0, tr.target_log_probs - tr.behavior_log_probs, 0.0)
-        model = estimate_mdp(tr, mdp.num_observations, mdp.num_actions, mdp.gamma, horizon=problem.horizon)
-        q, v = model_q_hat(model, problem.target, tr)
+        tr, lr, (q, v) = logged_model_terms(k1, problem, n)
         res = magic(k2, tr.rewards, lr, tr.mask, mdp.gamma, q, v)
         return res.estimate, res.wdr, res.returns[0], res.qp_converged
 

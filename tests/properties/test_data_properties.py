@@ -4,13 +4,13 @@ reference; random invalid fields give a ValueError naming the field."""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from offrl_jax import data as D
 
 N, T = 3, 4
-CHEAP = settings(max_examples=25, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+CHEAP = settings.get_profile("offrl_cheap")  # registered in conftest.py
 
 
 def _arr(lo, hi):
@@ -89,20 +89,16 @@ def test_from_dict_refuses_non_flags(flag, field, row):
 # ---------------------------------------------------------------------------------------------
 # The dtype policy, as a matrix (dtype x container): one float dtype, never float16.
 # ---------------------------------------------------------------------------------------------
-def _cast(x, kind):
-    x = np.asarray(x)
-    return {"int32": x.astype(np.int32), "list": x.tolist(), "float16": x.astype(np.float16),
-            "float32": x.astype(np.float32), "float64": x.astype(np.float64), "bool": x.astype(bool)}[kind]
-
 
 @pytest.mark.parametrize("kind", ["int32", "list", "float16", "float32", "bool"])
-def test_dtype_matrix(kind):
+def test_dtype_matrix(kind, cast):
+    to = cast(kind)
     r = (np.arange(N * T).reshape(N, T) % 2)
-    f = _fields(np.zeros((N, T), int), np.zeros((N, T), int), _cast(r, kind), np.full(N, T), None)
+    f = _fields(np.zeros((N, T), int), np.zeros((N, T), int), to(r), np.full(N, T), None)
     f.pop("behavior_log_probs")
-    traj = D.Trajectories.create(**dict(f, discounts=_cast(np.ones((N, T)), kind), mask=_cast(f["mask"], kind)))
-    flat = D.Transitions.create(observations=np.zeros(3, int), actions=np.zeros(3, int), rewards=_cast(r[0, :3], kind),
-                                next_observations=np.zeros(3, int), discounts=_cast(np.ones(3), kind),
+    traj = D.Trajectories.create(**dict(f, discounts=to(np.ones((N, T))), mask=to(f["mask"])))
+    flat = D.Transitions.create(observations=np.zeros(3, int), actions=np.zeros(3, int), rewards=to(r[0, :3]),
+                                next_observations=np.zeros(3, int), discounts=to(np.ones(3)),
                                 behavior_log_probs=np.full(3, -0.5, np.float16 if kind == "float16" else np.float64))
     for c, fields in ((traj, ("rewards", "discounts", "mask")), (flat, ("rewards", "discounts", "behavior_log_probs"))):
         dts = {np.dtype(getattr(c, k).dtype) for k in fields}
