@@ -30,7 +30,7 @@ Only for the CPU backend; on accelerators the arrays are copied to the device as
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional, Tuple
+from typing import Any, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -139,9 +139,11 @@ def read_rows(x: Any, start: Array, rows: int, part: str, dtype: Any) -> jax.Arr
     row_words = (x.tail.size + h) // x.shape[0]
     count = rows * row_words
     if part == "first":
-        w = jax.lax.dynamic_slice_in_dim(jnp.concatenate([x.edges[0], x.tail[:count]]), h - x.offset, count)
+        start_words = jnp.concatenate([x.edges[0], x.tail[:count]])
+        w = jax.lax.dynamic_slice_in_dim(start_words, h - x.offset, count)
     elif part == "last":
-        w = jax.lax.dynamic_slice_in_dim(jnp.concatenate([x.tail[x.tail.size - count :], x.edges[1]]), h - x.offset, count)
+        end = jnp.concatenate([x.tail[x.tail.size - count :], x.edges[1]])
+        w = jax.lax.dynamic_slice_in_dim(end, h - x.offset, count)
     else:
         w = jax.lax.dynamic_slice_in_dim(x.tail, start * row_words - x.offset, count)
     return _words_to_values(w, (rows,) + x.shape[1:], x.pairs).astype(dtype)

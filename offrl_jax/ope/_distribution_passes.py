@@ -15,7 +15,12 @@ Two passes compute the same estimators from ``[N, T, A]`` action distributions:
 Products of ratios can overflow (or all underflow) in float32 where log-space weights do not;
 :func:`fused_estimates` therefore runs the linear pass and, when any of its outputs is not finite
 or a self-normalising sum falls below 1e-30, the log-space pass instead (a ``lax.cond`` on a
-scalar: only the branch taken runs). Both give the same numbers up to rounding.
+scalar: only the branch taken runs; or, forced ``"linear"``, it returns the validity flag so the
+caller runs the log-space pass as a second program). Both give the same numbers up to rounding.
+
+The arrays may be JAX arrays or :class:`~offrl_jax.core.host_arrays.RowView` (numpy buffers read
+in place, in blocks of rows). With ``checks``, each block also counts bad input values
+(:func:`_check_block`).
 """
 
 from __future__ import annotations
@@ -303,7 +308,8 @@ def fused_estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, dtype, block
         block_rows = linear_block_rows(view_shape(r)[0], view_shape(r)[1], chunk_rows)
 
     def slow():
-        full = [None if x is None else materialize(x, dt) for x, dt in zip((r, a, m, p, b, q), (dtype, jnp.int32) + (dtype,) * 4)]
+        dtypes = (dtype, jnp.int32) + (dtype,) * 4
+        full = [None if x is None else materialize(x, dt) for x, dt in zip((r, a, m, p, b, q), dtypes)]
         return log_pass(*full, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows)
 
     if method == "log":

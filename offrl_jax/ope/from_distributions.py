@@ -33,13 +33,21 @@ estimators of :mod:`offrl_jax.ope` on :func:`distribution_terms`'s output.
 
 Checks (``validate=True``, on concrete inputs): shapes and ``gamma`` on the host before
 anything runs; the value checks (a mask of 0/1 with a prefix of ones per row; on real steps,
-actions in [0, A), target probabilities in [0, 1] with rows summing to 1 within ``1e-3``,
-behaviour probabilities in (0, 1] (log-probabilities in (-inf, 0]), finite rewards and Q̂) are
-counted in the same compiled pass as the estimates (status counts, as lineax reports a failed
-solve), so they cost no extra read of the data; if any count is non-zero, vectorised numpy
-checks find the first bad entry and ``ValueError`` names the argument and index, and no estimate
-is returned. :func:`distribution_terms` and :func:`magic_from_distributions` run the numpy
-checks before their pass.
+actions in [0, A), target probabilities summing to 1 within ``1e-3``, behaviour probabilities
+in (0, 1] (log-probabilities in (-inf, 0]), finite rewards and Q̂; target probabilities in
+[0, 1] everywhere) are counted in the same compiled pass as the estimates (a status count, as
+lineax reports a failed solve), so they cost no extra read of the data; if the count is
+non-zero or the pass is not finite, vectorised numpy checks find the first bad entry and
+``ValueError`` names the argument and index, and no estimate is returned.
+:func:`distribution_terms` and :func:`magic_from_distributions` run the numpy checks before
+their pass.
+
+Inputs: on the CPU backend, C-contiguous numpy arrays are read in place, without a copy
+(:mod:`offrl_jax.core.host_arrays`: JAX wraps only 64-byte aligned buffers, numpy aligns to 16
+bytes, so each array is passed as an aligned view plus the few elements around it); the call
+returns once the program that reads them has finished. Other inputs (JAX arrays, lists,
+non-contiguous arrays, dtypes JAX does not hold) are converted as usual. Where the linear pass
+is not finite, the log-space pass runs as a second program.
 """
 
 from __future__ import annotations
@@ -51,8 +59,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.core.dtypes import float_dtype, input_dtype
-from offrl_jax.core.validation import check_mask, is_concrete, validate_gamma
 from offrl_jax.core.host_arrays import RowView, aligned_copy, row_view
+from offrl_jax.core.validation import check_mask, is_concrete, validate_gamma
 from offrl_jax.ope._distribution_passes import SUM_TOL, _pick, fused_estimates, linear_block_rows
 from offrl_jax.ope.magic import MagicResult, magic
 
