@@ -346,12 +346,13 @@ def estimate_all(
     behavior, is_log = _check_behavior_args(behavior_probs, behavior_log_probs)
     block = linear_block_rows(np.shape(mask)[0], np.shape(mask)[-1], chunk_rows)
     r, a, m, p, b, q, dt = _views(rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values, block)
-    checks = bool(validate) and is_concrete(rewards, actions, mask, target_probs, behavior, q_values, gamma)
+    concrete = is_concrete(rewards, actions, mask, target_probs, behavior, q_values, gamma)
+    checks = bool(validate) and concrete
     g = jnp.asarray(gamma, dt)
     static = dict(is_log=is_log, estimators=estimators, dtype=np.dtype(dt), block_rows=block, chunk_rows=chunk_rows)
     args = (r, a, m, p, b, q, g)
     in_place = any(isinstance(x, RowView) for x in (r, a, m, p, b, q))
-    if not (checks or in_place):  # one program (also under jit): linear pass, log-space fallback
+    if not concrete or not (checks or in_place):  # one program: linear pass, log-space fallback
         return _estimates_jit(*args, method=method, checks=False, **static)[0]
     host_args = (rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values)
     if method == "log":
@@ -359,10 +360,10 @@ def estimate_all(
             _validate(*host_args)
         res = _estimates_jit(*args, method="log", checks=False, **static)[0]
     else:
-        # The linear pass, with the value checks folded in (a bad value makes it non-finite);
-        # where it is not finite, the host checks name a bad argument, and otherwise the
-        # log-space pass runs as a second program (inside the first it would reserve a copy
-        # of numpy inputs read in place).
+        # The linear pass, counting bad values as it goes (a non-finite value makes it
+        # non-finite); where the count is non-zero or the pass not finite, the host checks name
+        # a bad argument, and otherwise the log-space pass runs as a second program (inside
+        # the first it would reserve a copy of numpy inputs read in place).
         res, info, ok = _estimates_jit(*args, method="linear", checks=checks, **static)
         if checks and not float(info["any_real"]) > 0:
             _validate(*host_args)
