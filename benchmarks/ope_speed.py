@@ -11,12 +11,13 @@ Peak memory: the compiled program's memory analysis for JAX (arguments + tempora
 A second part ("from action distributions") starts from the arrays a researcher holds: target
 action distributions ``[N, T, A]``, logged actions, behaviour propensities at the logged actions
 and a Q-hat table ``[N, T, A]`` (default N = 1e5, T = 100, A = 4; ``--quick``: N = 2e4). Per
-estimator: ``offrl_jax.ope.from_distributions`` end to end from numpy arrays with its host
+estimator: ``offrl_jax.ope.from_distributions`` end to end from numpy arrays with its value
 checks (``e2e``), the same without the checks, from device-resident arrays, its compile time
-apart; SCOPE-RL 0.2.1 on the same arrays; and the *floor*: a jitted sum over exactly the inputs
+apart; SCOPE-RL 0.2.1 on the same arrays; and the *floors*: a jitted sum over exactly the inputs
 the estimator reads, i.e. the time to read them once (from device arrays, and called on the
-numpy arrays, which adds copying them to the device as the end-to-end call does). ``all`` is every
-estimator from one ``estimate_all`` program.
+numpy arrays, which adds copying them to the device), and numpy's sums over the numpy inputs
+(one read of the researcher's arrays, the floor of ``e2e``, which reads them in place). ``all``
+is every estimator from one ``estimate_all`` program.
 
 Usage: python benchmarks/ope_speed.py [--quick] [--repeats R] [--sizes 100000x100,...]
 [--dist-sizes 100000x100x4,...] [--part all|arrays|distributions] [--peer-python PYTHON]
@@ -194,12 +195,13 @@ def bench_dist_jax(data, repeats):
         False: jax.jit(lambda r, a, m, p, b: jnp.sum(r) + jnp.sum(a) + jnp.sum(m) + jnp.sum(p) + jnp.sum(b)),
         True: jax.jit(lambda r, a, m, p, b, q: jnp.sum(r) + jnp.sum(a) + jnp.sum(m) + jnp.sum(p) + jnp.sum(b) + jnp.sum(q)),
     }
-    floors, host_floors = {}, {}
+    floors, host_floors, np_floors = {}, {}, {}
     for reads_q, f in floor_fns.items():
         args = [dev[k] for k in keys[: 6 if reads_q else 5]]
         floors[reads_q] = harness.time_jit(f, *args, repeats=repeats)[0].as_dict()
         host = [data[k] for k in keys[: 6 if reads_q else 5]]
         host_floors[reads_q] = harness.time_calls(lambda: f(*host), repeats=repeats)[0].as_dict()
+        np_floors[reads_q] = harness.time_calls(lambda: [x.sum() for x in host], repeats=repeats)[0].as_dict()
 
     def call(src, name, validate):
         est = tuple(fd.ESTIMATORS_FROM_DISTRIBUTIONS) if name == "all" else (name,)
@@ -220,6 +222,7 @@ def bench_dist_jax(data, repeats):
         row["compile_s"] = row["e2e"]["first_call_s"] - row["e2e"]["run_s"]
         row["floor"] = floors[name in _READS_Q]
         row["floor_host"] = host_floors[name in _READS_Q]
+        row["floor_numpy"] = np_floors[name in _READS_Q]
         out[name] = row
     return out
 
@@ -272,12 +275,13 @@ def run_distributions(sizes, repeats, peer):
         "",
         "## From action distributions: arrays -> estimate",
         "",
-        "Times in ms (median). `e2e`: offrl_jax from numpy arrays, host checks included; `no checks`: "
-        "without them; `device`: from arrays already on the device, no checks; `compile`: first call "
+        "Times in ms (median). `e2e`: offrl_jax from numpy arrays, value checks included (`validate=True`); "
+        "`no checks`: without them; `device`: from arrays already on the device, no checks; `compile`: first call "
         "minus a run. `floor`: a jitted sum over the inputs the estimator reads, from device arrays, and "
         "`host floor`: the same sum called on the numpy arrays (it includes copying them to the device, "
-        "as e2e does). `x SCOPE-RL` = SCOPE-RL / e2e; `device / floor`; `e2e / host floor`. `diff` = "
-        "relative difference from SCOPE-RL's value.",
+        "the copy e2e avoids by reading numpy buffers in place); `numpy floor`: one read of the numpy "
+        "inputs the estimator reads (numpy sums over them), the floor of `e2e`. `x SCOPE-RL` = SCOPE-RL / e2e; "
+        "`device / floor`; `e2e / numpy floor`. `diff` = relative difference from SCOPE-RL's value.",
         "",
     ]
     table = []
@@ -288,16 +292,17 @@ def run_distributions(sizes, repeats, peer):
             e2e, nov, dev = (1e3 * j[k]["run_s"] for k in ("e2e", "novalidate", "device"))
             fl = 1e3 * j["floor"]["run_s"]
             hfl = 1e3 * j["floor_host"]["run_s"]
+            nfl = 1e3 * j["floor_numpy"]["run_s"]
             diff = "-" if s is None else f"{abs(j['value'] - s['value']) / max(abs(s['value']), 1e-12):.1e}"
             table.append([
                 row["N"], row["T"], row["A"], name, f"{e2e:.1f}", f"{nov:.1f}", f"{dev:.1f}",
                 f"{1e3 * j['compile_s']:.0f}", "-" if s is None else f"{1e3 * s['run_s']:.0f}",
                 "-" if s is None else f"{1e3 * s['run_s'] / e2e:.1f}", f"{fl:.1f}", f"{hfl:.1f}",
-                f"{dev / fl:.2f}", f"{e2e / hfl:.2f}", diff,
+                f"{nfl:.1f}", f"{dev / fl:.2f}", f"{e2e / nfl:.2f}", diff,
             ])
     lines += harness.markdown_table(
         ["N", "T", "A", "estimator", "e2e ms", "no checks ms", "device ms", "compile ms", "SCOPE-RL ms",
-         "x SCOPE-RL", "floor ms", "host floor ms", "device / floor", "e2e / host floor", "diff"],
+         "x SCOPE-RL", "floor ms", "host floor ms", "numpy floor ms", "device / floor", "e2e / numpy floor", "diff"],
         table,
     )
     errs = sorted({r["scope_rl_error"] for r in rows if r["scope_rl_error"]})

@@ -15,7 +15,12 @@ Two passes compute the same estimators from ``[N, T, A]`` action distributions:
 Products of ratios can overflow (or all underflow) in float32 where log-space weights do not;
 :func:`fused_estimates` therefore runs the linear pass and, when any of its outputs is not finite
 or a self-normalising sum falls below 1e-30, the log-space pass instead (a ``lax.cond`` on a
-scalar: only the branch taken runs). Both give the same numbers up to rounding.
+scalar: only the branch taken runs; or, forced ``"linear"``, it returns the validity flag so the
+caller runs the log-space pass as a second program). Both give the same numbers up to rounding.
+
+The arrays may be JAX arrays or :class:`~offrl_jax.core.host_arrays.RowView` (numpy buffers read
+in place, in blocks of rows). With ``checks``, each block also counts bad input values
+(:func:`_check_block`).
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ import jax.numpy as jnp
 
 from offrl_jax.core.blocking import row_chunk_size, scan_rows
 from offrl_jax.core.diagnostics import effective_sample_size
+from offrl_jax.core.host_arrays import materialize, read_rows, view_shape
 from offrl_jax.core.weights import cumsum_last, log_discounts, normalized_weights, safe_ratio
 
 Array = Any
 
 _SCAN = ("pdis", "wpdis", "dr", "wdr")
+ESTIMATORS_READING_R = ("is", "pdis", "wis", "wpdis", "dr", "wdr")
 _Q = ("dm", "dr", "wdr")
 _SMALL = 1e-30
 # Tolerance on |sum_a pi(a|s) - 1|.
@@ -56,29 +63,40 @@ def _pick(a, p, q):
 # ----------------------------------------------------------------------------------------------
 # The linear (fast) pass.
 # ----------------------------------------------------------------------------------------------
-def _check_counts(r, a, m, p, b, q, is_log):
-    """Counts of bad values in a block (the value checks of the public entry points)."""
+def _check_block(r, a, m, p, b, v, is_log):
+    """The value checks of the public entry points on a block, as a count of bad values: π in
+    [0, 1] (at every step, as the host check); on real steps π(·|s_t) summing to 1 within
+    :data:`SUM_TOL`, β in (0, 1] (log β in (-inf, 0]) and a_t in [0, A); a mask of 0/1 with a
+    prefix of ones. Non-finite rewards and Q̂ need no check here: they make every estimator that
+    reads them non-finite (DM alone reads V̂ at the first step only: with ``v`` given, r_t and
+    V̂_t are checked too).
+
+    Written as comparisons summed as 0/1 floats, which vectorise on CPU (a NaN fails every
+    comparison, so it counts); NaN-propagating ``max``/``min`` reductions, or the checks folded
+    into the pass's own elementwise loop, compile to scalar code several times slower.
+    """
     real = m > 0
-    count = lambda bad: jnp.sum(bad.astype(jnp.int32))
-    # Unrolled over the A columns: a reduction over a short minor axis does not vectorise on CPU.
-    total, p_ok, q_ok = jnp.zeros_like(r), jnp.ones(r.shape, bool), jnp.ones(r.shape, bool)
-    for k in range(p.shape[-1]):
+    n_actions = p.shape[-1]
+    count = lambda bad: jnp.sum(jnp.where(bad, 1.0, 0.0).astype(m.dtype))
+    total = p[..., 0]
+    for k in range(1, n_actions):
         total = total + p[..., k]
-        p_ok = p_ok & (p[..., k] >= 0) & (p[..., k] <= 1 + 1e-6)
-        if q is not None:
-            q_ok = q_ok & jnp.isfinite(q[..., k])
     b_ok = ((b <= 1e-6) & (b > -jnp.inf)) if is_log else ((b > 0) & (b <= 1 + 1e-6))
-    a_ok = (a >= 0) & (a < p.shape[-1])
-    ok = p_ok & (jnp.abs(total - 1) <= SUM_TOL) & b_ok & a_ok & jnp.isfinite(r) & q_ok
-    bad = ((m != 0) & (m != 1)) | (real & ~ok)
-    # One combined count (the host checks then name the argument) and the real steps.
-    return {"bad": count(bad) + count(m[:, 1:] > m[:, :-1]), "real_steps": count(real)}
+    ok = (jnp.abs(total - 1) <= SUM_TOL) & b_ok & (a >= 0) & (a < n_actions)
+    m_prev = jnp.concatenate([jnp.ones_like(m[:, :1]), m[:, :-1]], axis=1)
+    bad = (real & ~ok) | ~((m == 0) | (m == 1)) | (m > m_prev)
+    out = count(bad) + count(~((p >= 0) & (p <= 1 + 1e-6)))
+    if v is not None:
+        out = out + count(real & ~jnp.isfinite(r + v))
+    return out
 
 
 def _linear_block(r, a, m, p, b, q, valid, disc, is_log, estimators, checks):
-    counts = _check_counts(r, a, m, p, b, q, is_log) if checks else {}
     rows, cols = _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators)
-    return rows, {**cols, **{f"check_{k}": v for k, v in counts.items()}}
+    if checks:
+        dm_only = q is not None and not any(e in estimators for e in ESTIMATORS_READING_R)
+        cols["check"] = _check_block(r, a, m, p, b, _pick(a, p, q)[2] if dm_only else None, is_log)
+    return rows, cols
 
 
 def _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators):
@@ -89,7 +107,7 @@ def _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators):
     rho = pa * jnp.exp(-jnp.where(real, b, zero)) if is_log else pa / jnp.where(real, b, one)
     rho = jnp.where(real, rho, one)
     r = jnp.where(real, r, zero)
-    rows = {"g": jnp.sum(r * disc[None], axis=-1)}
+    rows = {"g": jnp.sum(r * disc[None], axis=-1), "m0": m[:, 0]}
     if q is not None:
         td = jnp.where(real, r - qa, zero)
         v = jnp.where(real, v, zero)
@@ -127,38 +145,51 @@ def _linear_terms(r, a, m, p, b, q, valid, disc, is_log, estimators):
     return rows, cols
 
 
-def _blocks(fn, arrays, block):
-    """Row outputs ``[N]`` and column sums of ``fn`` over row blocks (the last block overlaps
-    its predecessor; ``valid`` marks the rows it adds)."""
-    n = arrays[0].shape[0]
+def _blocks(fn, arrays, dtypes, block):
+    """Row outputs ``[N]`` and column sums of ``fn`` over row blocks of ``arrays`` (arrays or
+    :class:`~offrl_jax.core.host_arrays.RowView`, read as ``dtypes``): the first block, a
+    ``fori_loop`` over the middle ones, and a last block that overlaps its predecessor
+    (``valid`` marks the rows it adds)."""
+    n = view_shape(arrays[0])[0]
     block = min(block, n)
     num = -(-n // block)
-    spec = [jax.ShapeDtypeStruct((block,) + x.shape[1:], x.dtype) for x in arrays]
-    row_s, col_s = jax.eval_shape(lambda *x: fn(*x, jnp.ones((block,), bool)), *spec)
-    rows0 = {k: jnp.zeros((n,) + s.shape[1:], s.dtype) for k, s in row_s.items()}
-    cols0 = {k: jnp.zeros(s.shape, s.dtype) for k, s in col_s.items()}
+
+    def run(start, part, valid):
+        return fn(*[read_rows(x, start, block, part, dt) for x, dt in zip(arrays, dtypes)], valid)
+
+    zero = jnp.zeros((), jnp.int32)
+    rows, cols = run(zero, "first", jnp.ones((block,), bool))
+    if num == 1:
+        return rows, cols
+    rows = {k: jnp.zeros((n,) + v.shape[1:], v.dtype).at[:block].set(v) for k, v in rows.items()}
 
     def body(i, carry):
         rows, cols = carry
-        start = jnp.minimum(i * block, n - block)
-        parts = [jax.lax.dynamic_slice_in_dim(x, start, block, 0) for x in arrays]
-        r, c = fn(*parts, start + jnp.arange(block) >= i * block)
+        start = i * block
+        r, c = run(start, "middle", jnp.ones((block,), bool))
         rows = {k: jax.lax.dynamic_update_slice_in_dim(rows[k], r[k], start, 0) for k in rows}
         return rows, {k: cols[k] + c[k] for k in cols}
 
-    return jax.lax.fori_loop(0, num, body, (rows0, cols0))
+    rows, cols = jax.lax.fori_loop(1, num - 1, body, (rows, cols))
+    start = n - block
+    r, c = run(jnp.asarray(start, jnp.int32), "last", start + jnp.arange(block) >= (num - 1) * block)
+    rows = {k: rows[k].at[start:].set(r[k]) for k in rows}
+    return rows, {k: cols[k] + c[k] for k in cols}
 
 
-def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows, checks=False):
-    """Estimates, a validity flag and (``checks``) counts of bad input values from the linear
-    pass (module docstring)."""
-    n, t = r.shape
-    disc = jnp.exp(log_discounts(gamma, t, r.dtype))
+def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows, dtype, checks=False):
+    """Estimates, a validity flag (finite, with positive normalisers) and ``{"any_real"}`` (> 0
+    when some step is real) from the linear pass (module docstring); with ``checks``, a bad
+    input value makes the flag False (:func:`_checked_ratios`). The arrays may be
+    :class:`~offrl_jax.core.host_arrays.RowView`."""
+    n, t = view_shape(r)
+    disc = jnp.exp(log_discounts(gamma, t, dtype))
     fn = lambda r, a, m, p, b, *rest: _linear_block(
         r, a, m, p, b, rest[0] if q is not None else None, rest[-1], disc, is_log, estimators, checks
     )
     arrays = (r, a, m, p, b) + (() if q is None else (q,))
-    rows, cols = _blocks(fn, arrays, block_rows)
+    dtypes = (dtype, jnp.int32, dtype, dtype, dtype, dtype)[: len(arrays)]
+    rows, cols = _blocks(fn, arrays, dtypes, block_rows)
     w, g = rows["w"], rows["g"]
     out = {}
     if "is" in estimators:
@@ -178,7 +209,7 @@ def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows, chec
         out["wpdis"] = jnp.sum(disc * cols["R"] / cols["S"])
         sums.append(cols["S"])
     if "wdr" in estimators:
-        s_prev = jnp.concatenate([jnp.full((1,), n, r.dtype), cols["S"][:-1]])
+        s_prev = jnp.concatenate([jnp.full((1,), n, dtype), cols["S"][:-1]])
         out["wdr"] = jnp.sum(disc * (cols["D"] / cols["S"] + cols["P"] / s_prev))
         sums.append(cols["S"])
     w_max = jnp.max(w)
@@ -190,8 +221,9 @@ def linear_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, block_rows, chec
     u = w / jnp.where(ok, w_max, 1.0)
     out["ess"] = jnp.sum(u) ** 2 / jnp.where(ok, jnp.sum(u * u), 1.0)
     out["zero_weight_sum"] = jnp.asarray(False)
-    counts = {k[len("check_"):]: v for k, v in cols.items() if k.startswith("check_")}
-    return out, ok, counts
+    if checks:
+        ok = ok & (cols["check"] == 0)
+    return out, ok, {"any_real": jnp.max(rows["m0"])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,22 +295,35 @@ def log_pass(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows: Optiona
     return out
 
 
-def fused_estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows=None, method="auto", checks=False):
-    """``(estimates, check counts)``: the requested estimators as a dict, from the linear pass or
+def fused_estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, dtype, block_rows=None, chunk_rows=None,
+                    method="auto", checks=False):
+    """``(estimates, info, ok)``: the requested estimators as a dict, from the linear pass or
     the log-space pass where the linear one is not finite (``method="auto"``; ``"linear"`` and
-    ``"log"`` force one), and with ``checks`` the counts of bad input values per argument, from
-    the same pass over the data."""
-    block = chunk_rows if chunk_rows is not None else (
-        LINEAR_BLOCK_ROWS if jax.default_backend() == "cpu" else row_chunk_size(r.shape[0], r.shape[1])
-    )
-    slow = lambda: log_pass(r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows)
-    if method == "log" and not checks:
-        return slow(), {}
-    fast, ok, counts = linear_pass(
-        r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, block_rows=block, checks=checks
+    ``"log"`` force one); ``info`` and ``ok`` as :func:`linear_pass` returns them for a forced
+    linear pass (``ok`` is True otherwise). The arrays may be
+    :class:`~offrl_jax.core.host_arrays.RowView` (read in place by the linear pass; the
+    log-space pass, a fallback, reads a copy). ``checks`` folds the value checks into the linear
+    pass (:func:`_checked_ratios`)."""
+    if block_rows is None:
+        block_rows = linear_block_rows(view_shape(r)[0], view_shape(r)[1], chunk_rows)
+
+    def slow():
+        dtypes = (dtype, jnp.int32) + (dtype,) * 4
+        full = [None if x is None else materialize(x, dt) for x, dt in zip((r, a, m, p, b, q), dtypes)]
+        return log_pass(*full, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows)
+
+    if method == "log":
+        return slow(), {}, jnp.asarray(True)
+    fast, ok, info = linear_pass(
+        r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, block_rows=block_rows, dtype=dtype, checks=checks
     )
     if method == "linear":
-        return fast, counts
-    if method == "log":
-        return slow(), counts
-    return jax.lax.cond(ok, lambda: fast, slow), counts
+        return fast, info, ok
+    return jax.lax.cond(ok, lambda: fast, slow), info, jnp.asarray(True)
+
+
+def linear_block_rows(n: int, t: int, chunk_rows: Optional[int] = None) -> int:
+    """Rows per block of the linear pass (``chunk_rows`` when given)."""
+    if chunk_rows is not None:
+        return int(chunk_rows)
+    return LINEAR_BLOCK_ROWS if jax.default_backend() == "cpu" else row_chunk_size(n, t)

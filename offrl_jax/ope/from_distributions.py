@@ -33,13 +33,21 @@ estimators of :mod:`offrl_jax.ope` on :func:`distribution_terms`'s output.
 
 Checks (``validate=True``, on concrete inputs): shapes and ``gamma`` on the host before
 anything runs; the value checks (a mask of 0/1 with a prefix of ones per row; on real steps,
-actions in [0, A), target probabilities in [0, 1] with rows summing to 1 within ``1e-3``,
-behaviour probabilities in (0, 1] (log-probabilities in (-inf, 0]), finite rewards and Q̂) are
-counted in the same compiled pass as the estimates (status counts, as lineax reports a failed
-solve), so they cost no extra read of the data; if any count is non-zero, vectorised numpy
-checks find the first bad entry and ``ValueError`` names the argument and index, and no estimate
-is returned. :func:`distribution_terms` and :func:`magic_from_distributions` run the numpy
-checks before their pass.
+actions in [0, A), target probabilities summing to 1 within ``1e-3``, behaviour probabilities
+in (0, 1] (log-probabilities in (-inf, 0]), finite rewards and Q̂; target probabilities in
+[0, 1] everywhere) are counted in the same compiled pass as the estimates (a status count, as
+lineax reports a failed solve), so they cost no extra read of the data; if the count is
+non-zero or the pass is not finite, vectorised numpy checks find the first bad entry and
+``ValueError`` names the argument and index, and no estimate is returned.
+:func:`distribution_terms` and :func:`magic_from_distributions` run the numpy checks before
+their pass.
+
+Inputs: on the CPU backend, C-contiguous numpy arrays are read in place, without a copy
+(:mod:`offrl_jax.core.host_arrays`: JAX wraps only 64-byte aligned buffers, numpy aligns to 16
+bytes, so each array is passed as an aligned view plus the few elements around it); the call
+returns once the program that reads them has finished. Other inputs (JAX arrays, lists,
+non-contiguous arrays, dtypes JAX does not hold) are converted as usual. Where the linear pass
+is not finite, the log-space pass runs as a second program.
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from offrl_jax.core.dtypes import float_dtype, input_dtype
+from offrl_jax.core.host_arrays import RowView, aligned_copy, row_view
 from offrl_jax.core.validation import check_mask, is_concrete, validate_gamma
-from offrl_jax.ope._distribution_passes import SUM_TOL, _pick, fused_estimates
+from offrl_jax.ope._distribution_passes import SUM_TOL, _pick, fused_estimates, linear_block_rows
 from offrl_jax.ope.magic import MagicResult, magic
 
 Array = Any
@@ -201,36 +210,18 @@ def _validate(rewards, actions, mask, target_probs, behavior, behavior_is_log, g
         _check_finite(np.where(real[..., None], q_values, 0), "q_values")
 
 
-def _raise_on_counts(counts, rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values) -> None:
-    """After a pass with checks: if any value was bad, the host checks name it (ValueError)."""
-    if int(counts["bad"]) == 0 and int(counts["real_steps"]) > 0:
-        return
-    _validate(rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values)
-    raise ValueError("mask/target_probs/behavior_probs/q_values: invalid values (see the module docstring)")
-
-
 def _to_device(x: Array, dtype) -> jax.Array:
-    """A JAX array of ``dtype`` (integers stay integral, as int32, when ``dtype`` is None).
-
-    A host array is copied by numpy into a 64-byte aligned buffer of the target dtype, which
-    ``device_put`` then wraps without a second copy on CPU: about twice as fast as letting
-    ``device_put`` copy an unaligned array. Arrays already aligned and of the right dtype are
-    wrapped as they are.
-    """
+    """A JAX array of ``dtype`` (integers stay integral, as int32, when ``dtype`` is None); a
+    numpy array is copied once, into an aligned buffer (:func:`~offrl_jax.core.host_arrays.aligned_copy`)."""
     if not isinstance(x, np.ndarray):
         x = jnp.asarray(x)
         return x if dtype is None else x.astype(dtype)
     if dtype is None:
         dtype = np.int32 if x.dtype.kind in "iu" else x.dtype
-    dtype = np.dtype(dtype)
+    dtype = np.dtype(jax.dtypes.canonicalize_dtype(dtype))
     if x.dtype == dtype and x.flags.c_contiguous and x.ctypes.data % 64 == 0:
         return jax.device_put(x)
-    nbytes = x.size * dtype.itemsize
-    buf = np.empty(nbytes + 64, np.uint8)
-    start = (-buf.ctypes.data) % 64
-    out = buf[start : start + nbytes].view(dtype).reshape(x.shape)
-    np.copyto(out, x, casting="unsafe")
-    return jax.device_put(out)
+    return aligned_copy(x, dtype)
 
 
 def _prepare(rewards, actions, mask, target_probs, behavior_probs, behavior_log_probs, gamma, q_values, validate):
@@ -249,14 +240,38 @@ def _prepare(rewards, actions, mask, target_probs, behavior_probs, behavior_log_
     return cast(rewards), acts.astype(jnp.int32), cast(mask), cast(target_probs), cast(behavior), is_log, cast(q_values), dt
 
 
-def _estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, chunk_rows, method, checks):
-    out, counts = fused_estimates(
-        r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows, method=method, checks=checks
+def _check_behavior_args(behavior_probs, behavior_log_probs):
+    if (behavior_probs is None) == (behavior_log_probs is None):
+        raise ValueError("behavior_probs/behavior_log_probs: pass exactly one of them")
+    return (behavior_log_probs, True) if behavior_probs is None else (behavior_probs, False)
+
+
+def _views(rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values, block_rows):
+    """The inputs as the linear pass reads them: JAX arrays unchanged, numpy arrays wrapped in
+    place where the backend allows (:func:`~offrl_jax.core.host_arrays.row_view`)."""
+    _check_shapes(rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values)
+    names = ("rewards", "mask", "target_probs", "behavior", "q_values")
+    floats = (rewards, mask, target_probs, behavior, q_values)
+    dt = float_dtype(*(input_dtype(x, n) for x, n in zip(floats, names) if x is not None))
+    a_dt = actions.dtype if hasattr(actions, "dtype") else np.asarray(actions).dtype
+    if np.dtype(a_dt).kind not in "iu":
+        raise ValueError(f"actions: expected integer action indices, found dtype {a_dt}")
+    view = lambda x, d: None if x is None else row_view(x, d, block_rows)
+    r, m, p, b, q = (view(x, dt) for x in floats)
+    return r, view(actions, jnp.int32), m, p, b, q, dt
+
+
+def _estimates(r, a, m, p, b, q, gamma, *, is_log, estimators, dtype, block_rows, chunk_rows, method, checks):
+    out, counts, ok = fused_estimates(
+        r, a, m, p, b, q, gamma, is_log=is_log, estimators=estimators, dtype=dtype, block_rows=block_rows,
+        chunk_rows=chunk_rows, method=method, checks=checks,
     )
-    return DistributionEstimates(**out), counts
+    return DistributionEstimates(**out), counts, ok
 
 
-_estimates_jit = jax.jit(_estimates, static_argnames=("is_log", "estimators", "chunk_rows", "method", "checks"))
+_estimates_jit = jax.jit(
+    _estimates, static_argnames=("is_log", "estimators", "dtype", "block_rows", "chunk_rows", "method", "checks")
+)
 
 
 def _terms(a, m, p, b, q, *, is_log):
@@ -328,20 +343,37 @@ def estimate_all(
         raise ValueError(f"method: expected 'auto', 'linear' or 'log', found {method!r}")
     if q_values is None and any(e in _NEEDS_Q for e in estimators):
         raise ValueError(f"q_values: required for {[e for e in estimators if e in _NEEDS_Q]}")
-    r, a, m, p, b, is_log, q, dt = _prepare(
-        rewards, actions, mask, target_probs, behavior_probs, behavior_log_probs, gamma, q_values, validate
-    )
-    checks = bool(validate) and is_concrete(rewards, actions, mask, target_probs, behavior_probs, behavior_log_probs, q_values, gamma)
+    behavior, is_log = _check_behavior_args(behavior_probs, behavior_log_probs)
+    block = linear_block_rows(np.shape(mask)[0], np.shape(mask)[-1], chunk_rows)
+    r, a, m, p, b, q, dt = _views(rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values, block)
+    concrete = is_concrete(rewards, actions, mask, target_probs, behavior, q_values, gamma)
+    checks = bool(validate) and concrete
     g = jnp.asarray(gamma, dt)
-    res, counts = _estimates_jit(
-        r, a, m, p, b, q, g, is_log=is_log, estimators=estimators, chunk_rows=chunk_rows, method=method, checks=checks
-    )
-    if checks:
-        _raise_on_counts(
-            jax.device_get(counts), rewards, actions, mask, target_probs,
-            behavior_log_probs if is_log else behavior_probs, is_log, gamma, q_values,
-        )
-    return res
+    static = dict(is_log=is_log, estimators=estimators, dtype=np.dtype(dt), block_rows=block, chunk_rows=chunk_rows)
+    args = (r, a, m, p, b, q, g)
+    in_place = any(isinstance(x, RowView) for x in (r, a, m, p, b, q))
+    if not concrete or not (checks or in_place):  # one program: linear pass, log-space fallback
+        return _estimates_jit(*args, method=method, checks=False, **static)[0]
+    host_args = (rewards, actions, mask, target_probs, behavior, is_log, gamma, q_values)
+    if method == "log":
+        if checks:
+            _validate(*host_args)
+        res = _estimates_jit(*args, method="log", checks=False, **static)[0]
+    else:
+        # The linear pass, counting bad values as it goes (a non-finite value makes it
+        # non-finite); where the count is non-zero or the pass not finite, the host checks name
+        # a bad argument, and otherwise the log-space pass runs as a second program (inside
+        # the first it would reserve a copy of numpy inputs read in place).
+        res, info, ok = _estimates_jit(*args, method="linear", checks=checks, **static)
+        if checks and not float(info["any_real"]) > 0:
+            _validate(*host_args)
+        if not bool(ok):
+            if checks:
+                _validate(*host_args)
+            if method == "auto":
+                res = _estimates_jit(*args, method="log", checks=False, **static)[0]
+    # The programs may read the caller's numpy buffers: done before they are returned.
+    return jax.block_until_ready(res)
 
 
 def distribution_terms(

@@ -194,3 +194,59 @@ def test_float32_stays_float32():
     with jax.enable_x64(False):
         res = _all(d32, estimators=("is",))
     assert res.is_.dtype == jnp.float32
+
+
+# ----------------------------------------------------------------------------------------------
+# numpy inputs read in place (offrl_jax.core.host_arrays): blocks of 8 rows, so that the
+# estimators run on views of the caller's buffers.
+# ----------------------------------------------------------------------------------------------
+def _at_offset(x, offset_bytes):
+    buf = np.empty(x.nbytes + 128, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset_bytes
+    out = buf[start : start + x.nbytes].view(x.dtype).reshape(x.shape)
+    out[...] = x
+    return out
+
+
+def test_numpy_inputs_in_place_at_every_alignment(data, reference):
+    from offrl_jax.core.host_arrays import RowView, row_view
+
+    want = None
+    for off in range(0, 64, 8):
+        d = {k: _at_offset(v, off) for k, v in data.items()}
+        assert isinstance(row_view(d["target_probs"], np.float64, 8), RowView)
+        got = _all(d, chunk_rows=8).as_dict()
+        want = want or got
+        for name in ALL:
+            assert float(got[name]) == float(want[name]), (name, off)  # identical at every offset
+            np.testing.assert_allclose(got[name], reference[name], rtol=1e-6, atol=1e-9, err_msg=name)
+    # float32 without x64: int64 actions read as pairs of 32-bit words, a read-only array in
+    # place, a non-contiguous one copied; then ratios whose products overflow float32, where
+    # the log-space pass runs as a second program.
+    d32 = {k: (v.astype(np.float32) if v.dtype.kind == "f" else v.astype(np.int64)) for k, v in data.items()}
+    d32 = {k: _at_offset(v, 4) for k, v in d32.items()}
+    d32["target_probs"].flags.writeable = False
+    d32["q_values"] = np.asfortranarray(d32["q_values"])
+    with jax.enable_x64(False):
+        got32 = _all(d32, chunk_rows=8, estimators=("dr", "wdr"))
+        np.testing.assert_allclose([got32.dr, got32.wdr], [reference["dr"], reference["wdr"]], rtol=1e-5)
+        d32["behavior_probs"] = _at_offset((d32["behavior_probs"] * 1e-12).astype(np.float32), 4)
+        auto = _all(d32, chunk_rows=8, estimators=("dr", "wdr"))
+        log = _all(d32, chunk_rows=8, estimators=("dr", "wdr"), method="log")
+    assert np.isfinite(float(log.wdr)) and float(auto.wdr) == float(log.wdr)
+
+
+@pytest.mark.parametrize(
+    "field,index,value,match",
+    [
+        ("target_probs", (37, 4, 1), 1.5, "target_probs: expected probabilities in \\[0, 1\\]"),
+        ("behavior_probs", (12, 0), 0.0, "behavior_probs: behaviour probability 0 at logged step \\(12, 0\\)"),
+        ("actions", (39, 0), -1, "actions: expected indices in \\[0, 3\\)"),
+        ("q_values", (20, 0, 2), np.nan, "q_values: expected finite values"),
+        ("mask", (30, 0), 2.0, "mask: expected values in"),
+    ],
+)
+def test_bad_values_in_place_are_named(data, field, index, value, match):
+    d = {k: _at_offset(v, 16) for k, v in _corrupt(data, field, index, value).items()}
+    with pytest.raises(ValueError, match=match):
+        _all(d, chunk_rows=8)
