@@ -102,6 +102,8 @@ def selection_table(tasks, seeds, steps, fqe_steps, episodes, checkpoints, n_eva
         name, eps = SELECTION[env]
         c = controller(env, eps)
         traj = control_rollout(jax.random.key(0), env, c.policy, c.params, episodes, None)
+        longest = int(np.max(np.asarray(traj.lengths)))  # drop the all-padding tail (DR is a no-op there)
+        traj = jax.tree.map(lambda x: x[:, :longest], traj)
         data = to_transitions(traj)
         if env in REWARD_SCALE:  # the learner trains on scaled rewards; OPE and Monte Carlo use the task's
             train_data = data.replace(rewards=data.rewards * REWARD_SCALE[env])
