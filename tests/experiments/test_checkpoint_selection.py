@@ -14,7 +14,7 @@ from offrl_jax.envs import control_rollout, controller
 from offrl_jax.experiments import checkpoint_selection as cs
 from offrl_jax.experiments import fixing_shift as fs
 
-ENV, GAMMA, HORIZON = "CartPole-v1", 0.99, 40
+ENV, GAMMA, HORIZON = "CartPole-v1", 0.5, 40
 
 
 class _Steps(NamedTuple):
@@ -46,8 +46,8 @@ def expert_logs():
 
 def test_dr_of_the_logging_rule_is_the_logged_return_and_mc_is_exact(expert_logs):
     traj, data = expert_logs
-    fq = fitted.FittedQConfig(num_actions=2, method="fqe", gamma=GAMMA, hidden_sizes=(8,), num_steps=20,
-                              batch_size=64, learning_rate=1e-3, target_update_period=10)
+    fq = fitted.FittedQConfig(num_actions=2, method="fqe", gamma=GAMMA, hidden_sizes=(8,), num_steps=600,
+                              batch_size=None, learning_rate=1e-2, target_update_period=20)
     fn = jax.jit(lambda k, ek, d, tr: cs.checkpoint_values(k, ek, d, tr, ENV, _rule_method(), fq, 2, 3,
                                                            reward_scale=1 - GAMMA))
     vals = fn(jax.random.split(jax.random.key(1), 2), jax.random.key(2), data, traj)
@@ -61,7 +61,10 @@ def test_dr_of_the_logging_rule_is_the_logged_return_and_mc_is_exact(expert_logs
     # Monte Carlo: the rule balances for the whole time limit of 500 steps in every episode.
     np.testing.assert_allclose(np.asarray(vals.mc), (1 - GAMMA**500) / (1 - GAMMA), rtol=1e-5)
     np.testing.assert_allclose(np.asarray(vals.mc_standard_error), 0.0, atol=1e-4)
-    assert np.all(np.isfinite(np.asarray(vals.fqe)))
+    # FQE of the same fixed policy on its own data (full-batch steps): the true value is
+    # (1 − γ^500) / (1 − γ) = 2; 30 target refreshes leave a bias of 2 γ^30 ≈ 2e-9, so the 2%
+    # tolerance is the network fit's (0.2% measured).
+    np.testing.assert_allclose(np.asarray(vals.fqe), 2.0, rtol=0.02)
 
 
 def test_checkpoints_end_where_make_train_ends(expert_logs):
