@@ -136,6 +136,7 @@ SLOW = (
     "tests/fitted/test_continuous.py::test_mlp_fqe_close_to_exact_j",
     "tests/mis/test_tabular.py::test_time_indexed_mis_on_suite",
     "tests/envs/test_control.py::test_graded_quality_and_mc_agrees_with_independent_rollouts",
+    "tests/experiments/test_checkpoint_selection.py::test_checkpoints_end_where_make_train_ends",
     "tests/linear/test_dtypes.py::test_dtype_matrix_every_form_gives_the_float_answer[int32]",
     "tests/ope/test_magic.py::test_magic_jit_vmap_and_zero_weights",
     "tests/ope/test_magic.py::test_simplex_qp_matches_brute_force_and_scipy",

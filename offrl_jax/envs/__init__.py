@@ -11,11 +11,14 @@ from offrl_jax.envs.control import (
     validate_control_args,
 )
 from offrl_jax.envs.control_policies import (
+    CONTINUOUS_CONTROLLERS,
     CONTROLLERS,
     ControlPolicy,
     Controller,
+    SwingUpParams,
     ThresholdParams,
     controller,
+    swing_up_policy,
     threshold_policy,
 )
 from offrl_jax.envs.empirical import estimate_mdp, model_q_hat
@@ -65,7 +68,10 @@ __all__ = [
     "lqr_step",
     "sample_lqr_transitions",
     "lqr_returns",
+    "CONTINUOUS_CONTROLLERS",
     "CONTROLLERS",
+    "SwingUpParams",
+    "swing_up_policy",
     "ControlPolicy",
     "Controller",
     "MonteCarloValue",

@@ -17,6 +17,10 @@ state is frozen and the row is padding: ``mask = 0`` and zeros everywhere else. 
 ``done``, with ``next_observations`` the true final observation (``info["final_observation"]``),
 not the reset one.
 
+Actions are discrete (an int per step: CartPole, Acrobot, MountainCar) or continuous (a ``[d]``
+float per step: Pendulum-v1), whichever the policy samples; the discrete path is unchanged by
+the continuous one (continuous actions are stored as floats ``[.., d]``, discrete as int32).
+
 Jit with the environment, policies and sizes static, e.g.
 ``jax.jit(control_rollout, static_argnames=("env", "policy", "num_episodes", "horizon",
 "target_policy"))``; parameters (``params``, ``target_params``, ``env_params``) stay traced, so one
@@ -161,6 +165,11 @@ def _select(pred: Array, on_true: Any, on_false: Any) -> Any:
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), on_true, on_false)
 
 
+def _action_field(action: Array, dtype: Any) -> Array:
+    # Discrete actions are int32 indices; continuous ones ([d] floats) take the float dtype.
+    return action.astype(dtype if jnp.issubdtype(action.dtype, jnp.floating) else jnp.int32)
+
+
 def _scan_episode(key, env, env_params, sample, params, per_step):
     """The scan body of one episode and its initial values.
 
@@ -223,7 +232,8 @@ def control_episode(
 
     Returns:
       :class:`~offrl_jax.data.Trajectories` of one episode, with ``[T, ...]`` arrays:
-      observations ``[T, obs_dim]``, actions ``[T]`` int32, rewards, next_observations,
+      observations ``[T, obs_dim]``, actions ``[T]`` int32 (discrete) or ``[T, d]`` in the float
+      ``dtype`` (continuous policies, e.g. Pendulum-v1's), rewards, next_observations,
       discounts, mask, behavior_log_probs, and target_log_probs when ``target_policy`` is given.
       Padded steps are 0, except ``discounts`` (1, as in the tabular rollouts).
     """
@@ -237,7 +247,7 @@ def control_episode(
         m = alive.astype(dtype)
         out = dict(
             observations=jnp.where(alive, obs, 0).astype(dtype),
-            actions=jnp.where(alive, action, 0).astype(jnp.int32),
+            actions=_action_field(jnp.where(alive, action, 0), dtype),
             rewards=jnp.where(alive, reward, 0).astype(dtype),
             next_observations=jnp.where(alive, next_obs, 0).astype(dtype),
             discounts=jnp.where(alive & terminated, 0.0, 1.0).astype(dtype),
@@ -291,8 +301,10 @@ def control_rollout(
 
     Returns:
       :class:`~offrl_jax.data.Trajectories` with observations/next_observations ``[N, T,
-      obs_dim]``, actions ``[N, T]`` int32, rewards, discounts, mask, behavior_log_probs
-      ``[N, T]`` and target_log_probs ``[N, T]`` when ``target_policy`` is given.
+      obs_dim]``, actions ``[N, T]`` int32 (or ``[N, T, d]`` floats for a continuous policy),
+      rewards, discounts, mask, behavior_log_probs
+      ``[N, T]`` (log-densities for continuous actions) and target_log_probs ``[N, T]`` when
+      ``target_policy`` is given.
 
     Raises:
       ValueError: on an unknown environment or non-positive sizes (host-side, before tracing).

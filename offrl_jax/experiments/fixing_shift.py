@@ -27,7 +27,9 @@ Kumar, Hong, Singh & Levine 2022.
   behaviour policies;
 * :func:`control_methods`, :func:`control_dataset`, :func:`train_and_evaluate`: gymnax tasks
   with datasets from the hand-written controllers, every seed and dataset of a method trained
-  and evaluated by Monte Carlo in one program.
+  and evaluated by Monte Carlo in one program;
+* :func:`continuous_methods`: Gaussian BC, continuous IQL and TD3+BC for continuous-action tasks
+  (Pendulum-v1), evaluated the same way with their deterministic (mean) policies.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from offrl_jax.envs.control_policies import controller
 from offrl_jax.envs.rollout import rollout
 from offrl_jax.envs.suite_stitching import stitching_gridworld, stitching_policies
 from offrl_jax.envs.tabular import TabularMDP, policy_value, value_iteration
-from offrl_jax.offline import BCConfig, BCQConfig, CQLConfig, IQLConfig, bc, bcq, cql, iql
+from offrl_jax.offline import BCConfig, BCQConfig, CQLConfig, IQLConfig, TD3BCConfig, bc, bcq, cql, iql, td3_bc
 
 Array = Any
 
@@ -61,6 +63,7 @@ __all__ = [
     "METHODS",
     "ControlMethod",
     "control_methods",
+    "continuous_methods",
     "control_dataset",
     "stack_datasets",
     "train_and_evaluate",
@@ -273,13 +276,15 @@ class ControlMethod(NamedTuple):
 
     Attributes:
       name: display name. config: its config. make_train: ``config -> train``.
-      act: ``(state, observations [B, D]) -> actions [B]``.
+      act: ``(state, observations [B, D]) -> actions [B]`` (discrete) or ``[B, d]`` (continuous).
+      make_learner: ``config -> core.Learner`` (for runs in chunks, e.g. checkpoints).
     """
 
     name: str
     config: Any
     make_train: Callable
     act: Callable
+    make_learner: Optional[Callable] = None
 
 
 def control_methods(num_actions: int, gamma: float = 0.99, *, num_steps: int = 5000, batch_size: int = 256,
@@ -295,12 +300,37 @@ def control_methods(num_actions: int, gamma: float = 0.99, *, num_steps: int = 5
                         tau=1.0 / target_update_period, **shared)
     bc_cfg = BCConfig(num_actions=num_actions, **shared)
     out = {
-        "BC": ControlMethod("BC", bc_cfg, bc.make_train, lambda s, o: bc.act(bc_cfg, s, o)),
+        "BC": ControlMethod("BC", bc_cfg, bc.make_train, lambda s, o: bc.act(bc_cfg, s, o), bc.make_learner),
         "FQI": ControlMethod("FQI", fitted.FittedQConfig(method="fqi", **q), fitted.make_train,
-                             lambda s, o: jnp.argmax(s.apply_fn(s.params, o), -1)),
-        "CQL": ControlMethod("CQL", CQLConfig(alpha=cql_alpha, **q), cql.make_train, cql.act),
-        "BCQ": ControlMethod("BCQ", bcq_cfg, bcq.make_train, lambda s, o: bcq.act(bcq_cfg, s, o)),
-        "IQL": ControlMethod("IQL", iql_cfg, iql.make_train, lambda s, o: iql.act(iql_cfg, s, o)),
+                             lambda s, o: jnp.argmax(s.apply_fn(s.params, o), -1), fitted.make_learner),
+        "CQL": ControlMethod("CQL", CQLConfig(alpha=cql_alpha, **q), cql.make_train, cql.act, cql.make_learner),
+        "BCQ": ControlMethod("BCQ", bcq_cfg, bcq.make_train, lambda s, o: bcq.act(bcq_cfg, s, o), bcq.make_learner),
+        "IQL": ControlMethod("IQL", iql_cfg, iql.make_train, lambda s, o: iql.act(iql_cfg, s, o), iql.make_learner),
+    }
+    return {n: out[n] for n in names}
+
+
+def continuous_methods(action_dim: int, max_action: float, gamma: float = 0.99, *, num_steps: int = 5000,
+                       batch_size: int = 256, hidden_sizes: tuple = (64, 64), learning_rate: float = 1e-3,
+                       tau: float = 0.005, iql_expectile: float = 0.7, iql_temperature: float = 3.0,
+                       td3_alpha: float = 2.5,
+                       names: Sequence[str] = ("BC", "IQL", "TD3+BC")) -> Dict[str, ControlMethod]:
+    """Gaussian BC, continuous IQL and TD3+BC with MLPs on vector observations, shared settings (Adam).
+
+    Actions are ``[d]`` floats in [−a_max, a_max]; every method is evaluated by its deterministic
+    policy: the clipped Gaussian mean (BC, IQL) or the tanh actor (TD3+BC, target smoothing noise
+    0.2 a_max clipped at 0.5 a_max as in Fujimoto & Gu 2021). See :mod:`offrl_jax.offline`.
+    """
+    shared = dict(hidden_sizes=tuple(hidden_sizes), num_steps=num_steps, batch_size=batch_size,
+                  learning_rate=learning_rate, action_dim=action_dim, max_action=float(max_action))
+    bc_cfg = BCConfig(**shared)
+    iql_cfg = IQLConfig(gamma=gamma, expectile=iql_expectile, temperature=iql_temperature, tau=tau, **shared)
+    td3_cfg = TD3BCConfig(gamma=gamma, alpha=td3_alpha, tau=tau, policy_noise=0.2 * float(max_action),
+                          noise_clip=0.5 * float(max_action), **shared)
+    out = {
+        "BC": ControlMethod("BC", bc_cfg, bc.make_train, lambda s, o: bc.act(bc_cfg, s, o), bc.make_learner),
+        "IQL": ControlMethod("IQL", iql_cfg, iql.make_train, lambda s, o: iql.act(iql_cfg, s, o), iql.make_learner),
+        "TD3+BC": ControlMethod("TD3+BC", td3_cfg, td3_bc.make_train, td3_bc.act, td3_bc.make_learner),
     }
     return {n: out[n] for n in names}
 
@@ -308,7 +338,8 @@ def control_methods(num_actions: int, gamma: float = 0.99, *, num_steps: int = 5
 def control_dataset(key: Array, env_name: str, epsilon: float, num_episodes: int, num_transitions: int,
                     horizon: Optional[int] = None) -> Transitions:
     """The first ``num_transitions`` logged steps of ``num_episodes`` episodes of the task's
-    controller mixed with uniform actions (weight ``epsilon``: 0 the controller, 1 random)."""
+    controller mixed with uniform actions (weight ``epsilon``: 0 the controller, 1 random);
+    discrete actions ``[M]`` or, for Pendulum-v1, torques ``[M, 1]``."""
     ctrl = controller(env_name, epsilon)
     data = to_transitions(control_rollout(key, env_name, ctrl.policy, ctrl.params, num_episodes, horizon))
     if data.size < num_transitions:
@@ -328,8 +359,9 @@ def train_and_evaluate(keys: Array, eval_key: Array, datasets: Transitions, env_
     the Monte-Carlo returns of each learned policy, ``[D, S, num_eval_episodes]``, as one program
     (vmapped over datasets and seeds; callers jit it).
 
-    Returns of the deterministic evaluation policy (``method.act``), discount ``gamma`` (1: the
-    task's undiscounted score), episodes ending at termination or the time limit."""
+    Returns of the deterministic evaluation policy (``method.act``; discrete actions or
+    continuous ``[d]`` ones), discount ``gamma`` (1: the task's undiscounted score), episodes
+    ending at termination or the time limit."""
     train = method.make_train(method.config)
 
     def sample(state, obs, key):
