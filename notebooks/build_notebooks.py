@@ -826,12 +826,21 @@ if plt is not None:
 # the first two panels: stay where the data is, or be pessimistic where it is not.
 '''
 
+def _chapter(name: str) -> str:
+    """The percent-format source of a chapter kept as a runnable script in ``chapters/``."""
+    with open(os.path.join(HERE, "chapters", name + ".py"), encoding="utf-8") as f:
+        return f.read()
+
+
+FIXING_SHIFT = _chapter("fixing_shift")
+
 NOTEBOOKS: Dict[str, str] = {
     "01_off_policy_evaluation": OPE,
     "02_marginalised_is_and_policy_gradient": MIS_PG,
     "03_linear_and_fitted_q": LINEAR_FITTED,
     "04_doubly_robust_with_fitted_q": DOUBLY_ROBUST_FQE,
     "05_thinks_vs_does": THINKS_VS_DOES,
+    "06_fixing_shift": FIXING_SHIFT,
 }
 
 _MARKER = re.compile(r"^# %%(?P<kind>.*)$", re.M)

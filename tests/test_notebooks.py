@@ -172,3 +172,34 @@ def test_thinks_vs_does_notebook():
         assert gap[-1] < gap[0] and gap[-1] < gap[1]
         assert abs(curves.does[-1, -1] - opt) < 0.05 * opt  # broad data: close to optimal
         assert curves.does[0, -1] < 0.5 * opt
+
+
+def test_fixing_shift_notebook():
+    import jax.numpy as jnp
+
+    from offrl_jax.envs import policy_value, value_iteration
+    from offrl_jax.envs.suite import garnet
+
+    res = run_notebook("06_fixing_shift")
+    # Exact references computed here: J(pi*) of the Garnet and of the stitching gridworld
+    # (gamma^(3n + L - 3) = 0.95^9 without slip), and the behaviour values.
+    mdp = garnet(0, 20, 4, 3, gamma=0.9, reward_std=1.0, dtype=jnp.float64)
+    opt = float(jnp.dot(mdp.initial, jnp.max(value_iteration(mdp).q_star, -1)))
+    np.testing.assert_allclose(res["optimal"], opt, rtol=1e-5)
+    np.testing.assert_allclose(res["stitching_optimal"], 0.95**9, rtol=1e-5)
+    for v in (*res["behavior"].values(), *res["stitching_behavior"]):
+        assert v < opt
+    shift = res["shift"]
+    for (method, data), (thinks, does) in shift.items():
+        assert does <= opt + 1e-4, (method, data)          # no policy beats J(pi*)
+        assert (method == "BC") == np.isnan(thinks)
+    gap = {m: shift[(m, "narrow")][0] - shift[(m, "narrow")][1] for m in ("FQI", "CQL", "BCQ", "IQL")}
+    assert gap["FQI"] > 2.0                                  # FQI on narrow data: belief far above reality
+    for m in ("CQL", "BCQ", "IQL"):
+        assert gap[m] < 0.5 * gap["FQI"], m                  # the fixes do not overestimate like FQI
+    assert shift[("FQI", "broad")][1] > shift[("FQI", "narrow")][1]
+    # Stitching: dynamic programming within the data reaches near J*; cloning does not.
+    st, st_opt = res["stitching"], res["stitching_optimal"]
+    for m in ("BCQ", "IQL"):
+        assert st[m] >= 0.9 * st_opt and st[m] - st["BC"] > 0.15, m
+    assert st["BC"] <= st_opt + 1e-6

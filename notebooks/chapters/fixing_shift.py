@@ -1,7 +1,7 @@
 # %% [markdown]
-# # 4. Fixing distribution shift: conservative and in-support offline RL against exact truth
+# # 6. Fixing distribution shift: conservative and in-support offline RL against exact truth
 #
-# Chapter 3 ended on a failure: on narrow data, fitted Q iteration *thinks* its greedy policy is
+# Chapter 5 ended on a failure: on narrow data, fitted Q iteration *thinks* its greedy policy is
 # worth far more than it *does*. The greedy step $\max_{a'} \hat Q(s', a')$ picks actions the data
 # never tried, whose $\hat Q$ is whatever the function class extrapolates, and the Bellman backup
 # feeds that error back into every state. Offline RL methods change what the learner may believe
@@ -69,6 +69,7 @@ for r in shift["rows"]:
     print(f"{r['method']:4s} {r['data']:7s} thinks {r['thinks']:6.2f}  does {r['does']:6.2f}  "
           f"thinks - does {r['overestimate']:6.2f}")
 results["shift"] = {(r["method"], r["data"]): (r["thinks"], r["does"]) for r in shift["rows"]}
+results.update(optimal=shift["optimal"], behavior=behavior)
 
 # %%
 if plt is not None:
@@ -87,11 +88,12 @@ if plt is not None:
 
 # %% [markdown]
 # What to read off: on narrow data FQI's "thinks" climbs far above its "does" (the extrapolation
-# error of chapter 3), while CQL, BCQ and IQL stay close to the truth: they do not overestimate.
-# They also cannot do much better than the data allow: near-deterministic data from a poor
-# behaviour policy leave them close to that policy. On broad data CQL and IQL *under*estimate
-# (conservatism) yet act well; BCQ with $\tau = 0.3$ keeps only the behaviour mode when the
-# behaviour puts 0.625 on one action and 0.125 on the others, so it stays with the behaviour.
+# error of chapter 5), while CQL, BCQ and IQL stay much closer to the truth: they do not
+# overestimate like FQI. They also cannot do much better than the data allow: near-deterministic
+# data from a poor behaviour policy leave them close to that policy. On broad data CQL and IQL
+# *under*estimate (conservatism); IQL's policy is close to optimal, while CQL with $\alpha = 1$ stays
+# more cautious. BCQ with $\tau = 0.3$ keeps only the behaviour mode when the behaviour puts 0.625
+# on one action and 0.125 on the others, so it stays with the behaviour.
 #
 # ## Stitching: dynamic programming beats cloning
 #
@@ -110,6 +112,8 @@ print(f"J(pi*) = {stitch['optimal']:.3f}; behaviour: first {stitch['behavior_fir
 for r in stitch["rows"]:
     print(f"{r['method']:4s} J = {r['value']:.3f}  ({100 * r['fraction_of_optimal']:.0f}% of optimal)")
 results["stitching"] = {r["method"]: r["value"] for r in stitch["rows"]}
+results.update(stitching_optimal=stitch["optimal"],
+               stitching_behavior=(stitch["behavior_first"], stitch["behavior_second"]))
 
 # %% [markdown]
 # The in-support methods reach the optimal value from two suboptimal behaviours; BC, which has
