@@ -148,6 +148,7 @@ SLOW = (
     "tests/experiments/test_accuracy.py::test_every_estimator_exact_on_a_constant_reward_problem",
     "tests/ope/test_blocking.py::test_blocked_equals_one_block_and_numpy_reference",
     "tests/ope/test_confidence.py::test_bootstrap_percentile_and_bca_match_numpy",
+    "tests/experiments/test_accuracy.py::test_control_run_every_estimator_near_the_exact_value",
 )
 
 
