@@ -34,6 +34,7 @@ Usage: python benchmarks/ope_accuracy.py [--quick | --medium] [--datasets D] [--
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -69,7 +70,7 @@ def sizes(size: str) -> dict:
     if size == "medium":
         return dict(datasets=8, n_factors=(0.25, 0.5, 1.0), t_factors=(1.0,), resamples=50, num_mismatch=5,
                     num_selection=6, control_n=(32, 128), control_t=200, mc_episodes=5000,
-                    fqe_hidden=(32, 32), fqe_steps=1500, fqe_period=5, fqe_batch=256)
+                    fqe_hidden=(32, 32), fqe_steps=1000, fqe_period=4, fqe_batch=256)
     return dict(datasets=100, n_factors=(0.125, 0.25, 0.5, 1.0, 2.0), t_factors=(0.5, 1.0), resamples=200,
                 num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, mc_episodes=20000,
                 fqe_hidden=(64, 64), fqe_steps=3000, fqe_period=10, fqe_batch=256)
@@ -350,15 +351,91 @@ def figure(results: dict, out: str, quick: bool):
     return name
 
 
+def _nulls_to_nan(x):
+    """JSON null (a non-finite float when written) back to NaN, recursively."""
+    if x is None:
+        return float("nan")
+    if isinstance(x, dict):
+        return {k: _nulls_to_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nulls_to_nan(v) for v in x]
+    return x
+
+
+def merge(paths: list) -> tuple:
+    """``(results, settings, commands)`` of earlier runs' JSON files, problems in the suite's order."""
+    results, settings, commands = {}, None, []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        results.update(_nulls_to_nan(doc["results"]))
+        settings = settings or dict(doc.get("settings", {}))
+        if any(r.get("kind") == "control" for r in doc["results"].values()):  # the gymnax settings come from here
+            settings.update({k: v for k, v in doc.get("settings", {}).items() if k.startswith(("fqe_", "control_", "mc_"))})
+        commands.append(doc.get("meta", {}).get("command", path))
+    order = [n for n in list(PROBLEMS) + list(TASKS) if n in results]
+    return {n: results[n] for n in order}, settings, commands
+
+
+def report(results: dict, cfg: dict, size: str, meta: dict, out: str, quick: bool, total: float,
+           sources: list = ()) -> None:
+    """Writes the markdown (summary, selection, findings, guidance, per-problem tables), figure and JSON."""
+    summ, wins = summary(results)
+    fig = figure(results, out, quick)
+    fq = cfg
+    md = [
+        "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
+        f"Size: {size}. D = {cfg['datasets']} datasets per condition; relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
+        "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
+        "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: Monte-Carlo "
+        f"truths over {cfg['mc_episodes']} episodes, DM/DR/WDR/MAGIC from neural FQE cross-fitted by trajectory "
+        f"halves (MLP {'x'.join(map(str, fq['fqe_hidden']))}, {fq['fqe_steps']} Adam steps, batch {fq['fqe_batch']}, "
+        f"target copy every {fq['fqe_period']} steps, input [standardised o, t/T], rewards x (1 − γ)).", "",
+    ]
+    if sources:
+        md += ["Merged from the runs: " + "; ".join(f"`{c}`" for c in sources) + ".", ""]
+    md += [
+        "## Summary: the target policy at the standard size", "", *summ, "",
+        "## Selection: mean Spearman ρ / mean regret@1 over datasets", "",
+        "ρ against the true values of the K candidates (higher is better), regret@1 = (max J − J[argmax Ĵ]) / "
+        "(max J − min J) (lower is better); bold: best in the row.", "", *selection_table(results), "",
+        "## What the numbers show", "", *findings(results, wins), "", "## Which estimator to use when", "",
+        *guidance(results), "",
+    ]
+    if fig:
+        md += [f"![relative RMSE vs N]({fig})", ""]
+    md += ["## Per problem", ""]
+    for name, r in results.items():
+        tim = ", ".join(f"N={t['N']} T={t['T']}: compile {t['compile_s']:.1f} s, run {t['run_s']:.2f} s" for t in r["timing"])
+        md += [f"### {name}", "", *problem_table(name, r), "", f"Timing (one call for all D datasets and K policies): {tim}.", ""]
+    if total:
+        md.append(f"Total time of the problems (compiles included) {total:.0f} s.")
+    settings = {**cfg, "size": size, "problems": list(results)}
+    if sources:
+        settings["merged_from"] = list(sources)
+    harness.write_results("ope_accuracy", results, md, meta=meta, settings=settings, out=out, quick=quick)
+
+
 def main() -> None:
     parser = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
     parser.add_argument("--datasets", type=int, default=None, help="datasets D per condition")
     parser.add_argument("--problems", default=None,
                         help="comma-separated suite problems and gymnax tasks (default: all; --quick: a few)")
     parser.add_argument("--medium", action="store_true", help="every problem, smaller sizes (≲30 min on 2 CPU cores)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="rebuild the tables, figure and JSON from earlier runs' JSON files (e.g. the suite "
+                             "and the gymnax tasks run as two processes) instead of running anything")
     args = harness.parse_args(parser)
     if args.quick and args.medium:
         parser.error("--medium: expected at most one of --quick and --medium")
+    meta = harness.metadata(dtype="float32")
+    if args.merge:
+        missing = [p for p in args.merge if not os.path.exists(p)]
+        if missing:
+            parser.error(f"--merge: expected JSON files of earlier runs, found no file {missing}")
+        results, cfg, commands = merge(args.merge)
+        report(results, cfg, cfg.get("size", "?"), meta, args.out, args.quick, 0.0, commands)
+        return
     size = "quick" if args.quick else "medium" if args.medium else "full"
     cfg = sizes(size)
     if args.datasets is not None:
@@ -378,7 +455,6 @@ def main() -> None:
         # Small programs that run once: compiling is most of the cost, so XLA skips most optimisations
         # (as ``offrl-jax demo`` does); results agree to rounding.
         jax.config.update("jax_disable_most_optimizations", True)
-    meta = harness.metadata(dtype="float32")
     total = 0.0
     results = {}
     for i, name in enumerate(names):
@@ -386,33 +462,7 @@ def main() -> None:
         results[name], seconds = harness.timed_call(work, name, cfg, jax.random.key(i))
         total += seconds
         print(f"# {name}: done ({total:.0f} s)", file=sys.stderr, flush=True)
-    summ, wins = summary(results)
-    fig = figure(results, args.out, args.quick)
-    fq = cfg
-    md = [
-        "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
-        f"Size: {size}. D = {cfg['datasets']} datasets per condition; relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
-        "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
-        "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: Monte-Carlo "
-        f"truths over {cfg['mc_episodes']} episodes, DM/DR/WDR/MAGIC from neural FQE cross-fitted by trajectory "
-        f"halves (MLP {'x'.join(map(str, fq['fqe_hidden']))}, {fq['fqe_steps']} Adam steps, batch {fq['fqe_batch']}, "
-        f"target copy every {fq['fqe_period']} steps, input [standardised o, t/T], rewards x (1 − γ)).", "",
-        "## Summary: the target policy at the standard size", "", *summ, "",
-        "## Selection: mean Spearman ρ / mean regret@1 over datasets", "",
-        "ρ against the true values of the K candidates (higher is better), regret@1 = (max J − J[argmax Ĵ]) / "
-        "(max J − min J) (lower is better); bold: best in the row.", "", *selection_table(results), "",
-        "## What the numbers show", "", *findings(results, wins), "", "## Which estimator to use when", "",
-        *guidance(results), "",
-    ]
-    if fig:
-        md += [f"![relative RMSE vs N]({fig})", ""]
-    md += ["## Per problem", ""]
-    for name, r in results.items():
-        tim = ", ".join(f"N={t['N']} T={t['T']}: compile {t['compile_s']:.1f} s, run {t['run_s']:.2f} s" for t in r["timing"])
-        md += [f"### {name}", "", *problem_table(name, r), "", f"Timing (one call for all D datasets and K policies): {tim}.", ""]
-    md.append(f"Total time of the problems (compiles included) {total:.0f} s.")
-    settings = {**cfg, "size": size, "problems": names}
-    harness.write_results("ope_accuracy", results, md, meta=meta, settings=settings, out=args.out, quick=args.quick)
+    report(results, cfg, size, meta, args.out, args.quick, total)
 
 
 if __name__ == "__main__":
