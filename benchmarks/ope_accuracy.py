@@ -65,14 +65,15 @@ def sizes(size: str) -> dict:
     batch 256, a target copy every ``fqe_period`` steps."""
     if size == "quick":
         return dict(datasets=4, n_factors=(1.0,), t_factors=(1.0,), resamples=10, num_mismatch=3,
-                    num_selection=4, control_n=(16,), control_t=50, mc_episodes=200,
+                    num_selection=4, control_n=(16,), control_t=50, control_datasets=4, mc_episodes=200,
                     fqe_hidden=(16,), fqe_steps=200, fqe_period=10, fqe_batch=128)
     if size == "medium":
         return dict(datasets=8, n_factors=(0.25, 0.5, 1.0), t_factors=(1.0,), resamples=50, num_mismatch=5,
-                    num_selection=6, control_n=(32, 128), control_t=200, mc_episodes=5000,
-                    fqe_hidden=(32, 32), fqe_steps=1000, fqe_period=4, fqe_batch=256)
+                    num_selection=6, control_n=(32, 128), control_t=200, control_datasets=4, mc_episodes=5000,
+                    fqe_hidden=(32, 32), fqe_steps=600, fqe_period=4, fqe_batch=256)
     return dict(datasets=100, n_factors=(0.125, 0.25, 0.5, 1.0, 2.0), t_factors=(0.5, 1.0), resamples=200,
-                num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, mc_episodes=20000,
+                num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, control_datasets=100,
+                mc_episodes=20000,
                 fqe_hidden=(64, 64), fqe_steps=3000, fqe_period=10, fqe_batch=256)
 
 
@@ -120,7 +121,7 @@ def control_task(task: str, cfg: dict, key) -> dict:
     t = cfg["control_t"]
     truth, se = acc.control_true_values(jax.random.key(10_000), task, eps, t, gamma, cfg["mc_episodes"])
     target = eps.index(target_eps)
-    keys = jax.random.split(key, cfg["datasets"])
+    keys = jax.random.split(key, cfg["control_datasets"])
     fqe = acc.control_fqe_config(task, gamma, hidden_sizes=cfg["fqe_hidden"], num_steps=cfg["fqe_steps"],
                                  batch_size=cfg["fqe_batch"], target_update_period=cfg["fqe_period"])
     conditions, timing, selection = [], [], None
@@ -385,7 +386,7 @@ def report(results: dict, cfg: dict, size: str, meta: dict, out: str, quick: boo
     fq = cfg
     md = [
         "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
-        f"Size: {size}. D = {cfg['datasets']} datasets per condition; relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
+        f"Size: {size}. D = {cfg['datasets']} datasets per condition ({cfg['control_datasets']} on gymnax tasks); relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
         "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
         "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: Monte-Carlo "
         f"truths over {cfg['mc_episodes']} episodes, DM/DR/WDR/MAGIC from neural FQE cross-fitted by trajectory "
@@ -421,6 +422,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=None, help="datasets D per condition")
     parser.add_argument("--problems", default=None,
                         help="comma-separated suite problems and gymnax tasks (default: all; --quick: a few)")
+    parser.add_argument("--control-datasets", type=int, default=None, help="datasets D per condition of gymnax tasks")
     parser.add_argument("--medium", action="store_true", help="every problem, smaller sizes (≲30 min on 2 CPU cores)")
     parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                         help="rebuild the tables, figure and JSON from earlier runs' JSON files (e.g. the suite "
@@ -442,6 +444,10 @@ def main() -> None:
         if args.datasets < 2:
             parser.error(f"--datasets: expected an integer >= 2, found {args.datasets}")
         cfg["datasets"] = args.datasets
+    if args.control_datasets is not None:
+        if args.control_datasets < 2:
+            parser.error(f"--control-datasets: expected an integer >= 2, found {args.control_datasets}")
+        cfg["control_datasets"] = args.control_datasets
     names = list(PROBLEMS) + list(TASKS)
     if args.quick and not args.problems:
         names = list(QUICK_PROBLEMS)
