@@ -469,6 +469,10 @@ def main() -> None:
         results[name], seconds = harness.timed_call(work, name, cfg, jax.random.key(i))
         total += seconds
         print(f"# {name}: done ({total:.0f} s)", file=sys.stderr, flush=True)
+        if len(names) > 1:  # the problems so far, for --merge should a long run be stopped
+            harness.write_results("ope_accuracy_partial", results, [f"Problems done: {', '.join(results)}."], meta=meta,
+                                  settings={**cfg, "size": size, "problems": list(results)}, out=args.out,
+                                  quick=args.quick, echo=False)
     report(results, cfg, size, meta, args.out, args.quick, total)
 
 
