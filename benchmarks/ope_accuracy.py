@@ -386,7 +386,8 @@ def report(results: dict, cfg: dict, size: str, meta: dict, out: str, quick: boo
     fq = cfg
     md = [
         "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
-        f"Size: {size}. D = {cfg['datasets']} datasets per condition ({cfg.get('control_datasets', cfg['datasets'])} on gymnax tasks); relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
+        f"Size: {size}. D = {cfg['datasets']} datasets per condition ({cfg.get('control_datasets', cfg['datasets'])} "
+        "on gymnax tasks); relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
         "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
         "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: Monte-Carlo "
         f"truths over {cfg['mc_episodes']} episodes, DM/DR/WDR/MAGIC from neural FQE cross-fitted by trajectory "
