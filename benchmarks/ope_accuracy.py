@@ -30,6 +30,9 @@ Usage: python benchmarks/ope_accuracy.py [--quick | --medium] [--datasets D] [--
 ``--quick`` is a smoke run (a few problems, one size, tiny FQE: it proves the script and its tables);
 ``--medium`` runs every problem at 3 data sizes in ≲30 min on 2 CPU cores (written as the full-size
 ``ope_accuracy.json``, its settings record the size); the full size is meant for an accelerator.
+``--problems`` runs a subset (a run of several problems also writes ``ope_accuracy_partial.json``
+after each one) and ``--merge A.json B.json ...`` rebuilds the tables, figure and JSON from runs of
+subsets, e.g. the suite and the gymnax tasks as separate processes.
 """
 
 from __future__ import annotations
