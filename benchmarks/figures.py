@@ -176,7 +176,8 @@ def ope_accuracy(doc: dict, plt) -> object:
     settings = doc.get("settings", {})
     top = 1 - 0.75 / fig.get_figheight()
     fig.suptitle(f"Accuracy of every estimator vs data size ({settings.get('size', '')} size, "
-                 f"{settings.get('datasets', '?')} datasets per point)", fontsize=9, y=0.995)
+                 f"{settings.get('datasets', '?')} datasets per point, "
+                 f"{settings.get('control_datasets', settings.get('datasets', '?'))} on gymnax tasks)", fontsize=9, y=0.995)
     fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()),
                ncol=len(labels), fontsize=8, frameon=False)
     _source(axes.flat[0], doc)
