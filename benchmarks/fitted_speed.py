@@ -215,7 +215,7 @@ def run_d3rlpy(peer_python, traj, steps, repeats):
 
 
 def main() -> None:
-    ap = harness.make_parser(__doc__, quick_repeats=2, repeats=5)
+    ap = harness.make_parser(__doc__, quick_repeats=3, repeats=5)
     ap.add_argument("--d3rlpy-worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--steps", type=int, default=None, help=argparse.SUPPRESS)
     args = harness.parse_args(ap)
@@ -227,7 +227,7 @@ def main() -> None:
 
     quick = args.quick
     episodes = 40 if quick else 200
-    steps = 100 if quick else 1000
+    steps = 200 if quick else 1000
     repeats = args.repeats
     meta = harness.metadata("float32")
     traj, data = cartpole_data(episodes)
@@ -244,7 +244,7 @@ def main() -> None:
     for hidden in ((64, 64), (256, 256)):
         base = None
         for seeds, grouped in ((1, False), (4, False), (16, False), (16, True)):
-            t, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 50), repeats, seeds, grouped)
+            t, s = fqe_speed(data, policy, hidden, 256, max(steps // 2, 100), repeats, seeds, grouped)
             ss = s * seeds
             base = ss if base is None else base
             mode = "make_train_seeds groups" if grouped else "one vmap"
@@ -252,7 +252,7 @@ def main() -> None:
                        "seed_steps_per_s": ss, "vs_one_seed": ss / base})
             print(f"{mode} {hidden} x{seeds}: {ss:.0f} seed-steps/s", file=sys.stderr, flush=True)
 
-    d3, d3_reason = run_d3rlpy(args.peer_python, traj, steps=50 if quick else 400, repeats=repeats)
+    d3, d3_reason = run_d3rlpy(args.peer_python, traj, steps=100 if quick else 400, repeats=repeats)
     print(f"d3rlpy: {d3 or d3_reason}", file=sys.stderr, flush=True)
     acc_steps = 600 if quick else 10000  # quick: proves the script, not FQE's accuracy
     est, mc_mean, mc_se, final_loss = fqe_accuracy(traj, data, policy, tgt, acc_steps, 200 if quick else 2000)
