@@ -99,7 +99,7 @@ def main() -> None:
     parser = harness.make_parser(__doc__, quick_repeats=2, repeats=5)
     parser.add_argument("--episodes", type=int, default=None, help="episodes per call")
     args = harness.parse_args(parser)
-    episodes = args.episodes or (200 if args.quick else 10_000)
+    episodes = args.episodes or (64 if args.quick else 10_000)
     repeats = args.repeats
     meta = harness.metadata()
     rows = []

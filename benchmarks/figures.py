@@ -14,7 +14,12 @@ Each figure is drawn from one benchmark's JSON (no benchmark is re-run) and writ
 * ``thinks_vs_does.png`` (benchmarks/linear_shift.py): LSPI and linear FQI, what they think their
   greedy policy is worth vs its exact value, on narrow to broad data;
 * ``horizon_variance.png`` (benchmarks/horizon_variance.py): relative RMSE of each estimator against
-  the exact value at two horizons.
+  the exact value at two horizons;
+* ``ope_accuracy.png`` (benchmarks/ope_accuracy.py): log relative RMSE against log N of every
+  estimator, one panel per problem (suite problems with exact truths, gymnax tasks with
+  Monte-Carlo truths). It is drawn from the full-size ``ope_accuracy.json`` (written by
+  ``python benchmarks/ope_accuracy.py --medium`` on a CPU, or the full size on an accelerator)
+  whenever that file exists, even with ``--quick``: the quick run has one N per problem, no curve.
 """
 
 from __future__ import annotations
@@ -125,11 +130,68 @@ def horizon_variance(doc: dict, plt) -> object:
     return fig
 
 
-FIGURES: Dict[str, tuple[str, Callable]] = {
-    "ope_speed": ("ope_speed", ope_speed),
-    "fitted_seeds": ("fitted_speed", fitted_seeds),
-    "thinks_vs_does": ("linear_shift", thinks_vs_does),
-    "horizon_variance": ("horizon_variance", horizon_variance),
+_ESTIMATOR_STYLE = {  # one colour and marker per estimator in every panel
+    "IS": ("C0", "o"), "PDIS": ("C1", "v"), "WIS": ("C2", "s"), "WPDIS": ("C3", "^"), "DM": ("C4", "D"),
+    "DR": ("C5", "<"), "WDR": ("C6", ">"), "MAGIC": ("C7", "P"), "MIS": ("C8", "X"),
+}
+
+
+def ope_accuracy(doc: dict, plt) -> object:
+    """Relative RMSE of the target's estimate (log scale) against N at the standard T, a panel per problem."""
+    from matplotlib.ticker import NullFormatter
+
+    res = doc["results"]
+    names = list(res)
+    cols = 4
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.7 * rows + 0.6), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        r = res[name]
+        conds = sorted((c for c in r["conditions"] if c["T"] == r["T0"]), key=lambda c: c["N"])
+        ns = [c["N"] for c in conds]
+        for e in r["estimators"]:
+            ys = [c["rel_rmse"][e][r["target"]] for c in conds]
+            ys = [y if y is not None and y > 0 else float("nan") for y in ys]
+            color, marker = _ESTIMATOR_STYLE.get(e, ("k", "."))
+            ax.plot(ns, ys, marker=marker, color=color, ms=4, lw=1.2, label=e)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        kind = "Monte-Carlo truth" if r["kind"] == "control" else "exact truth"
+        ax.set_title(f"{name} (T={r['T0']}, {kind})", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.grid(True, which="major", lw=0.3, alpha=0.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("RMSE / |J(π_e)|", fontsize=8)
+    for ax in axes[-1]:
+        ax.set_xlabel("N (trajectories)", fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = [], []
+    for ax in axes.flat:  # the union of the panels' estimators, in the table's order
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    settings = doc.get("settings", {})
+    top = 1 - 0.75 / fig.get_figheight()
+    fig.suptitle(f"Accuracy of every estimator vs data size ({settings.get('size', '')} size, "
+                 f"{settings.get('datasets', '?')} datasets per point, "
+                 f"{settings.get('control_datasets', settings.get('datasets', '?'))} on gymnax tasks)", fontsize=9, y=0.995)
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.3 / fig.get_figheight()),
+               ncol=len(labels), fontsize=8, frameon=False)
+    _source(axes.flat[0], doc)
+    fig.tight_layout(rect=(0, 0.02, 1, top))
+    return fig
+
+
+# figure: (benchmark, draw, prefer the full-size JSON even with --quick)
+FIGURES: Dict[str, tuple[str, Callable, bool]] = {
+    "ope_speed": ("ope_speed", ope_speed, False),
+    "fitted_seeds": ("fitted_speed", fitted_seeds, False),
+    "thinks_vs_does": ("linear_shift", thinks_vs_does, False),
+    "horizon_variance": ("horizon_variance", horizon_variance, False),
+    "ope_accuracy": ("ope_accuracy", ope_accuracy, True),
 }
 
 
@@ -144,8 +206,8 @@ def main(argv=None) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for figure, (bench, draw) in FIGURES.items():
-        doc = _load(args.results, bench, args.quick)
+    for figure, (bench, draw, prefer_full) in FIGURES.items():
+        doc = (_load(args.results, bench, False) if prefer_full else None) or _load(args.results, bench, args.quick)
         if doc is None:
             print(f"{figure}.png: skipped, no {harness.result_stem(bench, args.results, args.quick)}.json")
             continue

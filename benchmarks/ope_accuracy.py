@@ -21,15 +21,23 @@ Outputs (``--out``, default benchmarks/results): ``ope_accuracy[_quick].json`` a
 4. ``ope_accuracy[_quick]_rmse_vs_n.png``: log relative RMSE against log N, one panel per problem.
 
 Model-based rows (DM, DR, WDR, MAGIC) on tabular problems use the certainty-equivalence model of
-each dataset (the fixed point of tabular horizon-aware FQE); the gymnax rows are the IS family.
-Compile time is reported apart from run time (``lower().compile()`` then one call).
+each dataset (the fixed point of tabular horizon-aware FQE); on gymnax tasks they use neural FQE
+cross-fitted by trajectory halves (``experiments.accuracy.cross_fitted_control_terms``), the
+D datasets × 2 halves × K policies trained as one program. Compile time is reported apart from
+run time (``lower().compile()`` then one call).
 
-Usage: python benchmarks/ope_accuracy.py [--quick] [--datasets D] [--problems a,b] [--out DIR]
-``--quick`` is a smoke-sized run for 2 CPU cores; the full size is meant for an accelerator.
+Usage: python benchmarks/ope_accuracy.py [--quick | --medium] [--datasets D] [--problems a,b] [--out DIR]
+``--quick`` is a smoke run (a few problems, one size, tiny FQE: it proves the script and its tables);
+``--medium`` runs every problem at 3 data sizes in ≲30 min on 2 CPU cores (written as the full-size
+``ope_accuracy.json``, its settings record the size); the full size is meant for an accelerator.
+``--problems`` runs a subset (a run of several problems also writes ``ope_accuracy_partial.json``
+after each one) and ``--merge A.json B.json ...`` rebuilds the tables, figure and JSON from runs of
+subsets, e.g. the suite and the gymnax tasks as separate processes.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -50,14 +58,26 @@ TASKS = {  # task: (gamma, behaviour epsilon, candidate epsilons, target epsilon
     "CartPole-v1": (0.99, 0.5, (0.1, 0.3, 0.5, 0.7, 1.0), 0.3),
     "Acrobot-v1": (0.99, 0.5, (0.1, 0.3, 0.5, 0.7, 1.0), 0.3),
 }
+# --quick proves the script runs and its tables are well formed: a few problems, one size each.
+QUICK_PROBLEMS = ("model_fail", "model_win", "gridworld", "CartPole-v1")
 
 
-def sizes(quick: bool) -> dict:
-    if quick:
-        return dict(datasets=8, n_factors=(0.25, 1.0), t_factors=(1.0,), resamples=20, num_mismatch=3,
-                    num_selection=5, control_n=(32, 128), control_t=200, mc_episodes=1000)
+def sizes(size: str) -> dict:
+    """Sizes of ``quick`` (a smoke run), ``medium`` (every problem, ≲30 min on 2 CPU cores) and ``full``
+    (an accelerator). FQE of the gymnax rows: MLP ``fqe_hidden``, ``fqe_steps`` Adam steps (1e-3),
+    batch 256, a target copy every ``fqe_period`` steps."""
+    if size == "quick":
+        return dict(datasets=4, n_factors=(1.0,), t_factors=(1.0,), resamples=10, num_mismatch=3,
+                    num_selection=4, control_n=(16,), control_t=50, control_datasets=4, mc_episodes=200,
+                    fqe_hidden=(16,), fqe_steps=200, fqe_period=10, fqe_batch=128)
+    if size == "medium":
+        return dict(datasets=8, n_factors=(0.25, 0.5, 1.0), t_factors=(1.0,), resamples=50, num_mismatch=5,
+                    num_selection=6, control_n=(32, 128), control_t=200, control_datasets=4, mc_episodes=5000,
+                    fqe_hidden=(32, 32), fqe_steps=600, fqe_period=4, fqe_batch=256)
     return dict(datasets=100, n_factors=(0.125, 0.25, 0.5, 1.0, 2.0), t_factors=(0.5, 1.0), resamples=200,
-                num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, mc_episodes=20000)
+                num_mismatch=5, num_selection=8, control_n=(32, 128, 512), control_t=200, control_datasets=100,
+                mc_episodes=20000,
+                fqe_hidden=(64, 64), fqe_steps=3000, fqe_period=10, fqe_batch=256)
 
 
 def run_once(run, *args):
@@ -104,10 +124,13 @@ def control_task(task: str, cfg: dict, key) -> dict:
     t = cfg["control_t"]
     truth, se = acc.control_true_values(jax.random.key(10_000), task, eps, t, gamma, cfg["mc_episodes"])
     target = eps.index(target_eps)
-    keys = jax.random.split(key, cfg["datasets"])
+    keys = jax.random.split(key, cfg["control_datasets"])
+    fqe = acc.control_fqe_config(task, gamma, hidden_sizes=cfg["fqe_hidden"], num_steps=cfg["fqe_steps"],
+                                 batch_size=cfg["fqe_batch"], target_update_period=cfg["fqe_period"])
     conditions, timing, selection = [], [], None
     for n in cfg["control_n"]:
-        est, c_s, r_s = run_once(acc.make_control_run(task, beh, eps, n, t, gamma), keys)
+        run = acc.make_control_run(task, beh, eps, n, t, gamma, fqe=fqe, num_resamples=cfg["resamples"])
+        est, c_s, r_s = run_once(run, keys)
         rel = rmse_over_target(est, truth, target)
         conditions.append({"N": n, "T": t, "truth": truth.tolist(), "rel_rmse": {k: v.tolist() for k, v in rel.items()}})
         timing.append({"N": n, "T": t, "compile_s": c_s, "run_s": r_s})
@@ -117,6 +140,9 @@ def control_task(task: str, cfg: dict, key) -> dict:
         "labels": [f"eps {e:.2f}" for e in eps], "alpha": list(eps), "mismatch": list(range(len(eps))),
         "selection_members": list(range(len(eps))), "target": target, "truth_standard_error": se.tolist(),
         "conditions": conditions, "selection": selection, "timing": timing, "estimators": list(acc.CONTROL_ESTIMATORS),
+        "fqe": {"hidden_sizes": list(fqe.hidden_sizes), "num_steps": fqe.num_steps, "batch_size": fqe.batch_size,
+                "learning_rate": fqe.learning_rate, "target_update_period": fqe.target_update_period,
+                "cross_fitting": "trajectory halves"},
     }
 
 
@@ -202,13 +228,11 @@ def findings(results: dict, wins: dict) -> list:
         if vals:
             med[e] = float(np.median(vals))
     lines.append("- Median relative RMSE across problems: " + ", ".join(f"{e} {_fmt(v)}" for e, v in sorted(med.items(), key=lambda x: x[1])) + ".")
-    dm_better = [n for n, r in results.items() if r["kind"] == "tabular" and _std(r, "DM") < _std(r, "WDR")]
-    wdr_better = [n for n, r in results.items() if r["kind"] == "tabular" and _std(r, "WDR") <= _std(r, "DM")]
+    dm_better = [n for n, r in results.items() if _std(r, "DM") < _std(r, "WDR")]
+    wdr_better = [n for n, r in results.items() if _std(r, "WDR") <= _std(r, "DM")]
     lines.append(f"- The model alone (DM) beats WDR on: {', '.join(dm_better) or 'none'}; WDR is at least as good on: {', '.join(wdr_better) or 'none'}.")
-    magic_close = [n for n, r in results.items() if r["kind"] == "tabular"
-                   and _std(r, "MAGIC") <= 1.25 * min(_std(r, "DM"), _std(r, "WDR"))]
-    lines.append(f"- MAGIC within 25% of the better of DM and WDR on {len(magic_close)} of "
-                 f"{sum(r['kind'] == 'tabular' for r in results.values())} tabular problems.")
+    magic_close = [n for n, r in results.items() if _std(r, "MAGIC") <= 1.25 * min(_std(r, "DM"), _std(r, "WDR"))]
+    lines.append(f"- MAGIC within 25% of the better of DM and WDR on {len(magic_close)} of {len(results)} problems.")
     wis_vs_is = [n for n, r in results.items() if _std(r, "WIS") < _std(r, "IS")]
     lines.append(f"- Self-normalisation (WIS < IS) helps on {len(wis_vs_is)} of {len(results)} problems.")
     best_sel = {}
@@ -265,8 +289,9 @@ def guidance(results: dict) -> list:
     ctrl = [n for n, r in results.items() if r["kind"] == "control"]
     if ctrl:
         lines.append(
-            "- **gymnax tasks (IS family only)**: "
-            + "; ".join(f"{n}: " + ", ".join(f"{e} {_fmt(_std(results[n], e))}" for e in is_family) for n in ctrl)
+            "- **gymnax tasks (neural FQE, cross-fitted by trajectory halves, for DM/DR/WDR/MAGIC)**: "
+            + "; ".join(f"{n}: " + ", ".join(f"{e} {_fmt(_std(results[n], e))}" for e in results[n]["estimators"])
+                        for n in ctrl)
             + "."
         )
     hard = [n for n, r in tab.items() if min(_std(r, e) for e in r["estimators"]) > 0.5]
@@ -330,43 +355,51 @@ def figure(results: dict, out: str, quick: bool):
     return name
 
 
-def main() -> None:
-    parser = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
-    parser.add_argument("--datasets", type=int, default=None, help="datasets D per condition")
-    parser.add_argument("--problems", default=None, help="comma-separated suite problems and gymnax tasks (default: all)")
-    args = harness.parse_args(parser)
-    cfg = sizes(args.quick)
-    if args.datasets is not None:
-        if args.datasets < 2:
-            parser.error(f"--datasets: expected an integer >= 2, found {args.datasets}")
-        cfg["datasets"] = args.datasets
-    names = list(PROBLEMS) + list(TASKS)
-    if args.problems:
-        chosen = [x.strip() for x in args.problems.split(",") if x.strip()]
-        bad = [x for x in chosen if x not in names]
-        if bad:
-            parser.error(f"--problems: unknown {bad}; expected names from {names}")
-        names = chosen
-    if args.quick:
-        # Small programs that run once: compiling is most of the cost, so XLA skips most optimisations
-        # (as ``offrl-jax demo`` does); results agree to rounding.
-        jax.config.update("jax_disable_most_optimizations", True)
-    meta = harness.metadata(dtype="float32")
-    total = 0.0
-    results = {}
-    for i, name in enumerate(names):
-        work = control_task if name in TASKS else tabular_problem
-        results[name], seconds = harness.timed_call(work, name, cfg, jax.random.key(i))
-        total += seconds
-        print(f"# {name}: done ({total:.0f} s)", file=sys.stderr, flush=True)
+def _nulls_to_nan(x):
+    """JSON null (a non-finite float when written) back to NaN, recursively."""
+    if x is None:
+        return float("nan")
+    if isinstance(x, dict):
+        return {k: _nulls_to_nan(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_nulls_to_nan(v) for v in x]
+    return x
+
+
+def merge(paths: list) -> tuple:
+    """``(results, settings, commands)`` of earlier runs' JSON files, problems in the suite's order."""
+    results, settings, commands = {}, None, []
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+        results.update(_nulls_to_nan(doc["results"]))
+        settings = settings or dict(doc.get("settings", {}))
+        if any(r.get("kind") == "control" for r in doc["results"].values()):  # the gymnax settings come from here
+            settings.update({k: v for k, v in doc.get("settings", {}).items() if k.startswith(("fqe_", "control_", "mc_"))})
+        commands.append(doc.get("meta", {}).get("command", path))
+    order = [n for n in list(PROBLEMS) + list(TASKS) if n in results]
+    return {n: results[n] for n in order}, settings, commands
+
+
+def report(results: dict, cfg: dict, size: str, meta: dict, out: str, quick: bool, total: float,
+           sources: list = ()) -> None:
+    """Writes the markdown (summary, selection, findings, guidance, per-problem tables), figure and JSON."""
     summ, wins = summary(results)
-    fig = figure(results, args.out, args.quick)
+    fig = figure(results, out, quick)
+    fq = cfg
     md = [
         "# OPE accuracy and selection (COBS-style)", "", harness.describe(meta), "",
-        f"D = {cfg['datasets']} datasets per condition; relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
+        f"Size: {size}. D = {cfg['datasets']} datasets per condition ({cfg.get('control_datasets', cfg['datasets'])} "
+        "on gymnax tasks); relative RMSE = sqrt(mean_d (Ĵ_d − J)²) / |J(π_e)| "
         "(bold: best in the column). Model-based rows use the certainty-equivalence model of each dataset "
-        "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: IS family, "
-        f"Monte-Carlo truths over {cfg['mc_episodes']} episodes.", "",
+        "(the fixed point of tabular FQE); MIS is pooled time-indexed tabular MIS; gymnax tasks: Monte-Carlo "
+        f"truths over {cfg['mc_episodes']} episodes, DM/DR/WDR/MAGIC from neural FQE cross-fitted by trajectory "
+        f"halves (MLP {'x'.join(map(str, fq['fqe_hidden']))}, {fq['fqe_steps']} Adam steps, batch {fq['fqe_batch']}, "
+        f"target copy every {fq['fqe_period']} steps, input [standardised o, t/T], rewards x (1 − γ)).", "",
+    ]
+    if sources:
+        md += ["Merged from the runs: " + "; ".join(f"`{c}`" for c in sources) + ".", ""]
+    md += [
         "## Summary: the target policy at the standard size", "", *summ, "",
         "## Selection: mean Spearman ρ / mean regret@1 over datasets", "",
         "ρ against the true values of the K candidates (higher is better), regret@1 = (max J − J[argmax Ĵ]) / "
@@ -380,8 +413,71 @@ def main() -> None:
     for name, r in results.items():
         tim = ", ".join(f"N={t['N']} T={t['T']}: compile {t['compile_s']:.1f} s, run {t['run_s']:.2f} s" for t in r["timing"])
         md += [f"### {name}", "", *problem_table(name, r), "", f"Timing (one call for all D datasets and K policies): {tim}.", ""]
-    md.append(f"Total time of the problems (compiles included) {total:.0f} s.")
-    harness.write_results("ope_accuracy", results, md, meta=meta, settings=cfg, out=args.out, quick=args.quick)
+    if total:
+        md.append(f"Total time of the problems (compiles included) {total:.0f} s.")
+    settings = {**cfg, "size": size, "problems": list(results)}
+    if sources:
+        settings["merged_from"] = list(sources)
+    harness.write_results("ope_accuracy", results, md, meta=meta, settings=settings, out=out, quick=quick)
+
+
+def main() -> None:
+    parser = harness.make_parser(__doc__, quick_repeats=1, repeats=1)
+    parser.add_argument("--datasets", type=int, default=None, help="datasets D per condition")
+    parser.add_argument("--problems", default=None,
+                        help="comma-separated suite problems and gymnax tasks (default: all; --quick: a few)")
+    parser.add_argument("--control-datasets", type=int, default=None, help="datasets D per condition of gymnax tasks")
+    parser.add_argument("--medium", action="store_true", help="every problem, smaller sizes (≲30 min on 2 CPU cores)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                        help="rebuild the tables, figure and JSON from earlier runs' JSON files (e.g. the suite "
+                             "and the gymnax tasks run as two processes) instead of running anything")
+    args = harness.parse_args(parser)
+    if args.quick and args.medium:
+        parser.error("--medium: expected at most one of --quick and --medium")
+    meta = harness.metadata(dtype="float32")
+    if args.merge:
+        missing = [p for p in args.merge if not os.path.exists(p)]
+        if missing:
+            parser.error(f"--merge: expected JSON files of earlier runs, found no file {missing}")
+        results, cfg, commands = merge(args.merge)
+        report(results, cfg, cfg.get("size", "?"), meta, args.out, args.quick, 0.0, commands)
+        return
+    size = "quick" if args.quick else "medium" if args.medium else "full"
+    cfg = sizes(size)
+    if args.datasets is not None:
+        if args.datasets < 2:
+            parser.error(f"--datasets: expected an integer >= 2, found {args.datasets}")
+        cfg["datasets"] = args.datasets
+    if args.control_datasets is not None:
+        if args.control_datasets < 2:
+            parser.error(f"--control-datasets: expected an integer >= 2, found {args.control_datasets}")
+        cfg["control_datasets"] = args.control_datasets
+    names = list(PROBLEMS) + list(TASKS)
+    if args.quick and not args.problems:
+        names = list(QUICK_PROBLEMS)
+    if args.problems:
+        chosen = [x.strip() for x in args.problems.split(",") if x.strip()]
+        bad = [x for x in chosen if x not in names]
+        if bad:
+            parser.error(f"--problems: unknown {bad}; expected names from {names}")
+        names = chosen
+    total = 0.0
+    results = {}
+    for i, name in enumerate(names):
+        work = control_task if name in TASKS else tabular_problem
+        # Programs that run once on small data: compiling is most of the cost, so XLA skips most optimisations
+        # (as ``offrl-jax demo`` does; results agree to rounding), except for the FQE training of the gymnax
+        # rows outside --quick, whose run time needs the optimised program.
+        fast = size == "quick" or (size == "medium" and name not in TASKS)
+        jax.config.update("jax_disable_most_optimizations", fast)
+        results[name], seconds = harness.timed_call(work, name, cfg, jax.random.key(i))
+        total += seconds
+        print(f"# {name}: done ({total:.0f} s)", file=sys.stderr, flush=True)
+        if len(names) > 1:  # the problems so far, for --merge should a long run be stopped
+            harness.write_results("ope_accuracy_partial", results, [f"Problems done: {', '.join(results)}."], meta=meta,
+                                  settings={**cfg, "size": size, "problems": list(results)}, out=args.out,
+                                  quick=args.quick, echo=False)
+    report(results, cfg, size, meta, args.out, args.quick, total)
 
 
 if __name__ == "__main__":

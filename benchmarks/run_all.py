@@ -12,7 +12,9 @@ Each script of ``benchmarks/`` (every ``*.py`` but the harness, this runner, the
 and names starting with ``_``) runs in its own process with the common harness options given here
 (``--quick``, ``--repeats``, ``--out``, ``--peer-python``), one after another; its output is
 shown as it comes. A failing script is reported and the run goes on; the exit status is 1 when
-any failed. The device, each script's status and wall time are printed, and the results page
+any failed. The device, each script's status, wall time and CPU time (user + system of the script
+and the processes it waited for: on a machine shared with other work, the wall time grows with the
+load and the CPU time hardly does) are printed, and the results page
 ``<out>/index.md`` (``index_quick.md`` for ``--quick``) is written atomically: the command, this
 machine's metadata, a status table, then each benchmark's markdown table(s) as written by the
 harness (``<out>/<name>[_quick].md``) with the command and metadata of its JSON.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -42,13 +45,14 @@ TAIL_LINES = 15
 
 class ScriptRun(NamedTuple):
     """One script's run: name, exit code (None when it timed out), wall seconds, output tail,
-    and the markdown files it wrote (paths, in the order written)."""
+    the markdown files it wrote (paths, in the order written) and its CPU seconds (user + system)."""
 
     name: str
     returncode: Optional[int]
     seconds: float
     tail: List[str]
     written: List[str]
+    cpu_seconds: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -93,6 +97,7 @@ def run_script(name: str, flags: Sequence[str], *, folder: str = HERE, out: str,
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     command = [python, "-u", os.path.join(folder, name + ".py"), *flags, "--out", out]
     before = _markdown_files(out)
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     tail: List[str] = []
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -110,7 +115,10 @@ def run_script(name: str, flags: Sequence[str], *, folder: str = HERE, out: str,
             timer.cancel()
     if timeout is not None and returncode != 0 and time.monotonic() - t0 >= timeout:
         returncode = None  # stopped by the timer
-    return ScriptRun(name, returncode, time.monotonic() - t0, tail, _written(before, out))
+    seconds = time.monotonic() - t0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage.ru_utime - usage0.ru_utime) + (usage.ru_stime - usage0.ru_stime)
+    return ScriptRun(name, returncode, seconds, tail, _written(before, out), cpu)
 
 
 def _cut(line: str, width: int = 300) -> str:
@@ -166,9 +174,14 @@ def results_page(runs: Sequence[ScriptRun], meta: dict, command: str) -> str:
         f"_{harness.describe(meta)}_",
         "",
     ]
-    rows = [(r.name, _status(r), f"{r.seconds:.1f}", ", ".join(os.path.basename(p) for p in r.written) or "-")
-            for r in runs]
-    lines += harness.markdown_table(("benchmark", "status", "wall s", "tables"), rows, align="llrl")
+    rows = [(r.name, _status(r), f"{r.seconds:.1f}", f"{r.cpu_seconds:.1f}",
+             ", ".join(os.path.basename(p) for p in r.written) or "-") for r in runs]
+    rows.append(("**total**", f"{ok} ok", f"{sum(r.seconds for r in runs):.1f}",
+                 f"{sum(r.cpu_seconds for r in runs):.1f}", ""))
+    lines += harness.markdown_table(("benchmark", "status", "wall s", "CPU s", "tables"), rows, align="llrrl")
+    lines += ["", "wall s: elapsed time of the script's process; CPU s: its user + system time (and that of the "
+              "processes it waited for, e.g. a peer library's). On a machine shared with other work the wall "
+              "time grows with the load average above; the CPU time hardly does.", ""]
     for run in runs:
         lines += _section(run)
     return "\n".join(lines) + "\n"
@@ -184,14 +197,16 @@ def run_all(names: Sequence[str], flags: Sequence[str], *, folder: str = HERE, o
     for i, name in enumerate(names):
         print(f"[{i + 1}/{len(names)}] {name} ...", flush=True)
         run = run_script(name, flags, folder=folder, out=out, python=python, timeout=timeout, echo=echo)
-        print(f"[{i + 1}/{len(names)}] {name}: {_status(run)} in {run.seconds:.1f} s", flush=True)
+        print(f"[{i + 1}/{len(names)}] {name}: {_status(run)} in {run.seconds:.1f} s (CPU {run.cpu_seconds:.1f} s)",
+              flush=True)
         runs.append(run)
     page = harness.result_stem("index", out, quick) + ".md"
     harness.write_atomic(page, results_page(runs, meta, command or shlex.join(["python", *sys.argv])))
     width = max([len(r.name) for r in runs] + [9])
-    print(f"\n{'benchmark':{width}s}  status               wall s")
+    print(f"\n{'benchmark':{width}s}  status               wall s    CPU s")
     for r in runs:
-        print(f"{r.name:{width}s}  {_status(r):20s} {r.seconds:7.1f}")
+        print(f"{r.name:{width}s}  {_status(r):20s} {r.seconds:7.1f}  {r.cpu_seconds:7.1f}")
+    print(f"{'total':{width}s}  {'':20s} {sum(r.seconds for r in runs):7.1f}  {sum(r.cpu_seconds for r in runs):7.1f}")
     print(f"results page: {page}")
     return runs, page
 

@@ -150,6 +150,7 @@ SLOW = (
     "tests/ope/test_blocking.py::test_blocked_equals_one_block_and_numpy_reference",
     "tests/ope/test_confidence.py::test_bootstrap_percentile_and_bca_match_numpy",
     "tests/test_cli_evaluate_continuous.py::test_continuous_actions_with_fqe_from_a_target_sampler",
+    "tests/experiments/test_accuracy.py::test_control_run_every_estimator_near_the_exact_value",
 )
 
 

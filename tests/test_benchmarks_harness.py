@@ -234,3 +234,44 @@ def test_every_script_uses_the_harness():
         assert "import harness" in src, p.name
         for private in ("perf_counter", "json.dump(", "argparse.ArgumentParser(", "/work/", "block_until_ready("):
             assert private not in src, (p.name, private)
+
+
+def _load_script(name):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(f"offrl_benchmarks_{name}", BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
+
+
+def test_results_page_has_wall_and_cpu_seconds_and_totals(harness):
+    run_all = _load_script("run_all")
+    runs = [run_all.ScriptRun("a", 0, 10.0, ["x"], [], 4.5), run_all.ScriptRun("b", None, 2.0, ["y"], [], 1.25)]
+    page = run_all.results_page(runs, harness.metadata(), "offrl-jax bench --quick")
+    assert "| benchmark | status | wall s | CPU s | tables |" in page
+    assert "| a | ok | 10.0 | 4.5 | - |" in page and "| b | timed out | 2.0 | 1.2 | - |" in page
+    assert "| **total** | 1 ok | 12.0 | 5.8 |" in page
+
+
+def test_accuracy_figure_draws_a_panel_per_problem(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = _load_script("figures")
+    cond = lambda n, v: {"N": n, "T": 5, "rel_rmse": {"IS": [9.0, v], "DM": [9.0, v / 2]}}  # noqa: E731
+    res = {name: {"kind": kind, "T0": 5, "target": 1, "estimators": ["IS", "DM"],
+                  "conditions": [cond(8, 0.4), cond(32, 0.2), {**cond(8, 1.0), "T": 9}]}
+           for name, kind in (("chain", "tabular"), ("CartPole-v1", "control"))}
+    fig = figures.ope_accuracy({"benchmark": "ope_accuracy", "results": res, "settings": {"size": "medium"}}, plt)
+    axes = [ax for ax in fig.axes if ax.lines]
+    assert [ax.get_title() for ax in axes] == ["chain (T=5, exact truth)", "CartPole-v1 (T=5, Monte-Carlo truth)"]
+    for ax in axes:  # one curve per estimator over the standard T's sizes, the target's column
+        (is_line, dm_line) = ax.lines
+        np.testing.assert_allclose(is_line.get_xdata(), [8, 32])
+        np.testing.assert_allclose(is_line.get_ydata(), [0.4, 0.2])
+        np.testing.assert_allclose(dm_line.get_ydata(), [0.2, 0.1])
+    plt.close(fig)
