@@ -45,7 +45,6 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # float64 truths; the data and estimates stay float32
 
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from offrl_jax.envs.suite import PROBLEMS, make_problem  # noqa: E402

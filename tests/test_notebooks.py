@@ -177,7 +177,7 @@ def test_thinks_vs_does_notebook():
 def test_fixing_shift_notebook():
     import jax.numpy as jnp
 
-    from offrl_jax.envs import policy_value, value_iteration
+    from offrl_jax.envs import value_iteration
     from offrl_jax.envs.suite import garnet
 
     res = run_notebook("06_fixing_shift")

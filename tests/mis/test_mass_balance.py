@@ -11,7 +11,6 @@ what the logged pairs of step t pass on, sum_n discount^n_t w_t^n / N.
 """
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from offrl_jax import ope
-from offrl_jax.data import Trajectories
 from offrl_jax.envs import TabularMDP, policy_value, q_values, rollout
 
 
