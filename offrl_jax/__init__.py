@@ -7,7 +7,7 @@ package or running the command line pays only for what it touches.
 import importlib
 from typing import Any
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 _SUBPACKAGES = (
     "behavior", "core", "data", "envs", "experiments", "fitted", "formats", "linear", "mis", "offline",
