@@ -36,7 +36,13 @@ from flax import struct
 
 from offrl_jax.core.sharding import shard_batch
 from offrl_jax.core.learner import Learner, config_field, train_from_learner
-from offrl_jax.core.validation import check_float_dtype, check_positive_float, check_positive_int
+from offrl_jax.core.validation import (
+    check_action_space,
+    check_float_dtype,
+    check_hidden_sizes,
+    check_positive_float,
+    check_positive_int,
+)
 
 Array = Any
 
@@ -100,18 +106,10 @@ class BehaviorConfig:
     dtype: str = config_field("float32")
 
     def __post_init__(self):
-        if (self.num_actions is None) == (self.action_dim is None):
-            raise ValueError(
-                "num_actions: set exactly one of num_actions (discrete actions) and action_dim "
-                f"(continuous), found num_actions={self.num_actions!r}, action_dim={self.action_dim!r}"
-            )
-        check_positive_int(self.num_actions, "num_actions", allow_none=True)
-        check_positive_int(self.action_dim, "action_dim", allow_none=True)
+        check_action_space(self.num_actions, self.action_dim)
         if self.num_actions is not None and self.num_actions < 2:
             raise ValueError(f"num_actions: expected at least 2 actions, found {self.num_actions}")
-        hs = self.hidden_sizes
-        if not isinstance(hs, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hs):
-            raise ValueError(f"hidden_sizes: expected a tuple of positive ints, found {hs!r}")
+        check_hidden_sizes(self.hidden_sizes)
         check_positive_int(self.num_observations, "num_observations", allow_none=True)
         for name in ("num_steps", "eval_every"):
             check_positive_int(getattr(self, name), name)

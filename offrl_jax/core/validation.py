@@ -30,6 +30,8 @@ __all__ = [
     "check_positive_float",
     "check_choice",
     "check_float_dtype",
+    "check_hidden_sizes",
+    "check_action_space",
     "check_probability",
     "check_log_prob_pair",
     "check_key",
@@ -238,6 +240,24 @@ def check_choice(value: Any, name: str, choices: Sequence[Any]) -> None:
     """Raises ``ValueError`` unless ``value`` is one of ``choices``."""
     if value not in tuple(choices):
         raise ValueError(f"{name}: expected one of {tuple(choices)}, found {value!r}")
+
+
+def check_hidden_sizes(value: Any, name: str = "hidden_sizes") -> None:
+    """Raises ``ValueError`` unless ``value`` is a tuple of positive Python ints (``()`` allowed)."""
+    if not isinstance(value, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in value):
+        raise ValueError(f"{name}: expected a tuple of positive ints, found {value!r}")
+
+
+def check_action_space(num_actions: Any, action_dim: Any) -> None:
+    """Raises ``ValueError`` unless exactly one of ``num_actions`` (discrete actions) and
+    ``action_dim`` (continuous) is set, as a positive int."""
+    if (num_actions is None) == (action_dim is None):
+        raise ValueError(
+            "num_actions: set exactly one of num_actions (discrete actions) and action_dim (continuous), "
+            f"found num_actions={num_actions!r}, action_dim={action_dim!r}"
+        )
+    check_positive_int(num_actions, "num_actions", allow_none=True)
+    check_positive_int(action_dim, "action_dim", allow_none=True)
 
 
 def check_float_dtype(value: Any, name: str = "dtype") -> None:

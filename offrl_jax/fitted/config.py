@@ -19,9 +19,11 @@ from flax import struct
 from offrl_jax.core import config_field, is_concrete
 from offrl_jax.core.dtypes import input_dtype
 from offrl_jax.core.validation import (
+    check_action_space,
     check_choice,
     check_finite,
     check_float_dtype,
+    check_hidden_sizes,
     check_positive_float,
     check_positive_int,
 )
@@ -149,9 +151,7 @@ class FittedQConfig:
         if not ok or (self.continuous and g >= 1.0):
             span = "[0, 1) for continuous actions" if self.continuous else "[0, 1]"
             raise ValueError(f"gamma: expected a discount in {span}, found {g!r}")
-        hs = self.hidden_sizes
-        if not isinstance(hs, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hs):
-            raise ValueError(f"hidden_sizes: expected a tuple of positive ints, found {hs!r}")
+        check_hidden_sizes(self.hidden_sizes)
         check_positive_int(self.num_observations, "num_observations", allow_none=True)
         check_choice(self.features, "features", ("mlp", "quadratic"))
         if self.features == "quadratic" and not self.continuous:
@@ -177,13 +177,7 @@ class FittedQConfig:
 
 
 def _check_actions(config: FittedQConfig) -> None:
-    if (config.num_actions is None) == (config.action_dim is None):
-        raise ValueError(
-            "num_actions: set exactly one of num_actions (discrete actions) and action_dim (continuous), "
-            f"found num_actions={config.num_actions!r}, action_dim={config.action_dim!r}"
-        )
-    check_positive_int(config.num_actions, "num_actions", allow_none=True)
-    check_positive_int(config.action_dim, "action_dim", allow_none=True)
+    check_action_space(config.num_actions, config.action_dim)
     if config.continuous and config.method != "fqe":
         raise ValueError("method: continuous actions (action_dim) support 'fqe' only (FQI needs a max over actions)")
     if config.continuous and config.num_observations is not None:

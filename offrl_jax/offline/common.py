@@ -21,7 +21,7 @@ import optax
 from flax.training import train_state
 
 from offrl_jax.core import Learner
-from offrl_jax.core.validation import check_positive_int
+from offrl_jax.core.validation import check_action_space, check_hidden_sizes, check_positive_int
 from offrl_jax.data import Transitions
 from offrl_jax.fitted import FittedQConfig, QNetwork, validate_data
 from offrl_jax.fitted.config import check_loop_fields
@@ -59,20 +59,12 @@ def check_common(config: Any, *, discrete_only: bool = False, continuous_only: b
     elif continuous_only:
         check_positive_int(ad, "action_dim")
     else:
-        if (na is None) == (ad is None):
-            raise ValueError(
-                "num_actions: set exactly one of num_actions (discrete) and action_dim (continuous), "
-                f"found num_actions={na!r}, action_dim={ad!r}"
-            )
-        check_positive_int(na, "num_actions", allow_none=True)
-        check_positive_int(ad, "action_dim", allow_none=True)
+        check_action_space(na, ad)
     nobs = getattr(config, "num_observations", None)
     check_positive_int(nobs, "num_observations", allow_none=True)
     if ad is not None and nobs is not None:
         raise ValueError("num_observations: continuous actions read float observations [M, D]")
-    hs = config.hidden_sizes
-    if not isinstance(hs, tuple) or any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hs):
-        raise ValueError(f"hidden_sizes: expected a tuple of positive ints, found {hs!r}")
+    check_hidden_sizes(config.hidden_sizes)
     if hasattr(config, "gamma"):
         g = config.gamma
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0.0 <= g < 1.0:
